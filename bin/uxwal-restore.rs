@@ -1,0 +1,17 @@
+//! `restore_command = 'uxwal-restore --repo DIR %f %p'`
+use std::process::ExitCode;
+
+use clap::Parser;
+use uxwal::cli::RestoreCli;
+use uxwal::config::ConfigFile;
+
+fn main() -> ExitCode {
+    let cli = RestoreCli::parse();
+    uxwal::logging::init("uxwal-restore", cli.common.verbosity());
+    let file = ConfigFile::load(cli.common.config.as_deref());
+    let policy = cli.policy(file.as_ref().ok());
+    let outcome = file
+        .and_then(|f| cli.settings(&f))
+        .and_then(|s| uxwal::restore::run(&cli.wal_name, &cli.dest_path, &s, policy));
+    uxwal::exit::restore(outcome, policy)
+}

@@ -1,0 +1,59 @@
+//! Exit codes: the contract with the database. Every code a command can return is
+//! here, with what the database does with it (`docs/` and the man pages repeat it).
+//!
+//! PostgreSQL treats an exit status above 125 from `restore_command` as fatal: the
+//! startup process stops and so does recovery (`src/common/wait_error.c`). uxwal uses
+//! that only where stopping is the safe answer ([`ABORT_RECOVERY`]).
+
+use std::process::ExitCode;
+
+use crate::archive::ArchiveOutcome;
+use crate::error::{Error, Result};
+use crate::restore::{ErrorPolicy, RestoreOutcome};
+
+/// Archived (or already archived with identical content); restored.
+pub const SUCCESS: u8 = 0;
+/// Archive: failed, the database will retry. Restore: not in the archive (or, on a
+/// standby or with `--on-error missing`, an error), the database looks elsewhere.
+pub const FAILURE: u8 = 1;
+/// Invalid command line (reported by the argument parser).
+pub const USAGE: u8 = 2;
+/// Restore: an error other than "not found" during point-in-time recovery; the
+/// database stops recovery with this error in its log instead of ending recovery early.
+pub const ABORT_RECOVERY: u8 = 200;
+
+/// Maps an archive outcome to its exit code, logging the error line.
+pub fn archive(outcome: Result<ArchiveOutcome>) -> ExitCode {
+    match outcome {
+        Ok(_) => ExitCode::from(SUCCESS),
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+/// Maps a restore outcome to its exit code under `policy`, logging the error line.
+pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy) -> ExitCode {
+    match outcome {
+        Ok(RestoreOutcome::Restored) => ExitCode::from(SUCCESS),
+        Ok(RestoreOutcome::NotInArchive) => ExitCode::from(FAILURE),
+        // A malformed name cannot be in the archive: "not found" is the true answer.
+        Err(e @ Error::InvalidName(_)) => {
+            tracing::error!("{e}");
+            ExitCode::from(FAILURE)
+        }
+        Err(e) => {
+            match policy {
+                ErrorPolicy::Abort => {
+                    tracing::error!("{e}; stopping recovery (exit {ABORT_RECOVERY}) rather than ending it early");
+                    ExitCode::from(ABORT_RECOVERY)
+                }
+                ErrorPolicy::Missing => {
+                    tracing::error!("{e}; reporting the file as unavailable (exit {FAILURE})");
+                    ExitCode::from(FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! One line per message on stderr, prefixed with the program name, because
+//! stderr of `archive_command`/`restore_command` lands in the database server log.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
+
+/// How much to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Errors, warnings and notable events (the default).
+    Normal,
+    /// Everything, including what each step did.
+    Verbose,
+}
+
+struct OneLine {
+    program: &'static str,
+}
+
+impl<S, N> FormatEvent<S, N> for OneLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error: ",
+            Level::WARN => "warning: ",
+            _ => "",
+        };
+        write!(w, "{}: {level}", self.program)?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// Installs the stderr logger; call once, first thing in `main`.
+pub fn init(program: &'static str, verbosity: Verbosity) {
+    let max = match verbosity {
+        Verbosity::Quiet => Level::ERROR,
+        Verbosity::Normal => Level::INFO,
+        Verbosity::Verbose => Level::DEBUG,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max)
+        .event_format(OneLine { program })
+        .try_init();
+}

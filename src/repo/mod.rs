@@ -1,0 +1,344 @@
+//! The repository: where archived WAL lives, whatever the storage.
+//!
+//! A repository is a set of objects under a root (`docs/FORMAT.md`):
+//!
+//! ```text
+//! FORMAT                         format version; created by the first archive
+//! IDENTITY                       system identifier, segment size, page magic
+//! wal/<TTTTTTTTLLLLLLLL>/<name>  segments, .partial and .backup files
+//! history/<TTTTTTTT>.history     timeline history files
+//! ```
+//!
+//! Storage backends implement [`Backend`]: a put that never replaces
+//! ([`Staged::publish`]), a get that says "absent" only when the object is
+//! definitely absent, and a way to make an existing object durable. The local
+//! directory backend is [`local`]; [`object`] adapts any `object_store` store.
+
+pub mod local;
+pub mod object;
+
+use std::io::{self, Read, Seek, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::wal_name::WalName;
+
+/// The repository layout version this uxwal writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_KEY: &str = "FORMAT";
+const IDENTITY_KEY: &str = "IDENTITY";
+
+/// Outcome of a put that never replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// Something is already stored under the key; nothing was changed.
+    AlreadyExists,
+}
+
+/// An object being written; invisible until published.
+pub trait Staged: Write {
+    /// Makes the object durable and visible under its key, unless the key exists.
+    fn publish(self: Box<Self>) -> io::Result<PutOutcome>;
+}
+
+/// A readable stored object.
+pub trait Blob: Read + Seek {}
+impl<T: Read + Seek> Blob for T {}
+
+/// A stored object with its length.
+pub struct Object {
+    pub len: u64,
+    pub reader: Box<dyn Blob>,
+}
+
+/// One kind of storage.
+pub trait Backend {
+    /// Where this is, for messages (never includes credentials).
+    fn describe(&self) -> String;
+    /// Starts writing the object `key`.
+    fn stage(&self, key: &str) -> io::Result<Box<dyn Staged>>;
+    /// Opens `key`; `Ok(None)` only when the storage says it does not exist.
+    fn get(&self, key: &str) -> io::Result<Option<Object>>;
+    /// Makes an object that already exists durable (for duplicates found on archive).
+    fn make_durable(&self, key: &str) -> io::Result<()>;
+}
+
+/// The cluster an archive belongs to, recorded by the first archived segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Decimal string: TOML integers are signed 64-bit and identifiers may not fit.
+    #[serde(with = "u64_string")]
+    pub system_identifier: u64,
+    pub segment_size: u64,
+    pub page_magic: u16,
+}
+
+mod u64_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatFile {
+    format_version: u32,
+}
+
+/// A repository opened from a location.
+pub struct Repository {
+    backend: Box<dyn Backend>,
+}
+
+impl Repository {
+    /// Opens `location`: a directory path or a `file://` URL. Opening touches nothing.
+    pub fn open(location: &str) -> Result<Self> {
+        let path = match location.split_once("://") {
+            None if !location.is_empty() => location,
+            Some(("file", path)) if path.starts_with('/') => path,
+            _ => return Err(Error::UnsupportedLocation(location.to_owned())),
+        };
+        Ok(Self::with_backend(Box::new(local::LocalDirectory::new(
+            path.into(),
+        ))))
+    }
+
+    pub fn with_backend(backend: Box<dyn Backend>) -> Self {
+        Repository { backend }
+    }
+
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The object key of an archived WAL file.
+    pub fn key(name: &WalName) -> String {
+        match name.segment() {
+            Some(seg) => format!("wal/{:08X}{:08X}/{name}", seg.timeline, seg.log),
+            None => format!("history/{name}"),
+        }
+    }
+
+    fn storage_error(&self, op: &'static str, key: &str, source: io::Error) -> Error {
+        Error::Storage {
+            location: self.describe(),
+            op,
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    /// Starts writing an object.
+    pub fn stage(&self, key: &str) -> Result<Box<dyn Staged>> {
+        self.backend
+            .stage(key)
+            .map_err(|e| self.storage_error("stage", key, e))
+    }
+
+    /// Publishes a staged object without replacing anything.
+    pub fn publish(&self, staged: Box<dyn Staged>, key: &str) -> Result<PutOutcome> {
+        staged
+            .publish()
+            .map_err(|e| self.storage_error("store", key, e))
+    }
+
+    /// Opens an object; `None` when the storage says it is absent.
+    pub fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.backend
+            .get(key)
+            .map_err(|e| self.storage_error("read", key, e))
+    }
+
+    pub fn make_durable(&self, key: &str) -> Result<()> {
+        self.backend
+            .make_durable(key)
+            .map_err(|e| self.storage_error("sync", key, e))
+    }
+
+    fn get_small(&self, key: &str) -> Result<Option<String>> {
+        let Some(mut obj) = self.get(key)? else {
+            return Ok(None);
+        };
+        let mut text = String::new();
+        obj.reader
+            .by_ref()
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| self.storage_error("read", key, e))?;
+        Ok(Some(text))
+    }
+
+    fn put_small(&self, key: &str, text: &str) -> Result<PutOutcome> {
+        let mut staged = self.stage(key)?;
+        staged
+            .write_all(text.as_bytes())
+            .map_err(|e| self.storage_error("write", key, e))?;
+        self.publish(staged, key)
+    }
+
+    /// Checks that this is a uxwal repository of a format we read.
+    /// `Err(NotARepository)` when the FORMAT object is absent.
+    pub fn check_format(&self) -> Result<()> {
+        match self.get_small(FORMAT_KEY)? {
+            None => Err(Error::NotARepository {
+                location: self.describe(),
+            }),
+            Some(text) => self.parse_format(&text),
+        }
+    }
+
+    fn parse_format(&self, text: &str) -> Result<()> {
+        let f: FormatFile = toml::from_str(text).map_err(|e| Error::BadMetadata {
+            key: FORMAT_KEY.into(),
+            reason: one_line(&e.to_string()),
+        })?;
+        if f.format_version > FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat {
+                location: self.describe(),
+                found: f.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the FORMAT object if the repository is new, else checks it.
+    pub fn ensure_format(&self) -> Result<()> {
+        match self.check_format() {
+            Err(Error::NotARepository { .. }) => {
+                let text = toml::to_string(&FormatFile {
+                    format_version: FORMAT_VERSION,
+                })
+                .expect("serializable");
+                match self.put_small(FORMAT_KEY, &text)? {
+                    PutOutcome::Created => Ok(()),
+                    // Another writer created it meanwhile: check theirs.
+                    PutOutcome::AlreadyExists => self.check_format(),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The recorded identity, if any segment was archived yet.
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        let Some(text) = self.get_small(IDENTITY_KEY)? else {
+            return Ok(None);
+        };
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::BadMetadata {
+                key: IDENTITY_KEY.into(),
+                reason: one_line(&e.to_string()),
+            })
+    }
+
+    /// Records `identity` unless one is recorded already; returns the recorded one.
+    pub fn record_identity(&self, identity: &Identity) -> Result<Identity> {
+        let text = toml::to_string(identity).expect("serializable");
+        match self.put_small(IDENTITY_KEY, &text)? {
+            PutOutcome::Created => Ok(*identity),
+            PutOutcome::AlreadyExists => self.identity()?.ok_or_else(|| Error::BadMetadata {
+                key: IDENTITY_KEY.into(),
+                reason: "exists but cannot be read".into(),
+            }),
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod conformance {
+    //! Every backend passes the same tests.
+    use super::*;
+
+    fn put(repo: &Repository, key: &str, body: &[u8]) -> PutOutcome {
+        let mut s = repo.stage(key).unwrap();
+        s.write_all(body).unwrap();
+        repo.publish(s, key).unwrap()
+    }
+
+    fn read(repo: &Repository, key: &str) -> Option<Vec<u8>> {
+        let mut obj = repo.get(key).unwrap()?;
+        let mut v = Vec::new();
+        obj.reader.read_to_end(&mut v).unwrap();
+        assert_eq!(v.len() as u64, obj.len);
+        Some(v)
+    }
+
+    fn run(repo: Repository) {
+        assert!(matches!(
+            repo.check_format(),
+            Err(Error::NotARepository { .. })
+        ));
+        assert_eq!(
+            read(&repo, "wal/0000000100000000/000000010000000000000001"),
+            None
+        );
+        repo.ensure_format().unwrap();
+        repo.ensure_format().unwrap();
+        repo.check_format().unwrap();
+
+        let key = "wal/0000000100000000/000000010000000000000001";
+        assert_eq!(put(&repo, key, b"first"), PutOutcome::Created);
+        assert_eq!(put(&repo, key, b"second"), PutOutcome::AlreadyExists);
+        assert_eq!(read(&repo, key).unwrap(), b"first");
+        repo.make_durable(key).unwrap();
+
+        assert_eq!(repo.identity().unwrap(), None);
+        let a = Identity {
+            system_identifier: u64::MAX - 1,
+            segment_size: 16 << 20,
+            page_magic: 0xD110,
+        };
+        let b = Identity {
+            system_identifier: 42,
+            ..a
+        };
+        assert_eq!(repo.record_identity(&a).unwrap(), a);
+        assert_eq!(
+            repo.record_identity(&b).unwrap(),
+            a,
+            "the first identity stays"
+        );
+        assert_eq!(repo.identity().unwrap(), Some(a));
+    }
+
+    #[test]
+    fn local_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        run(Repository::open(dir.path().join("repo").to_str().unwrap()).unwrap());
+        let url = format!("file://{}", dir.path().join("repo2").display());
+        run(Repository::open(&url).unwrap());
+    }
+
+    #[test]
+    fn object_store_in_memory() {
+        let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+        run(Repository::with_backend(Box::new(
+            object::ObjectStoreBackend::new(store, "memory://", "prefix").unwrap(),
+        )));
+    }
+
+    #[test]
+    fn unsupported_locations_are_refused() {
+        for loc in ["", "s3x://b/p", "file://relative", "http://x/y"] {
+            assert!(
+                matches!(Repository::open(loc), Err(Error::UnsupportedLocation(_))),
+                "{loc}"
+            );
+        }
+    }
+}

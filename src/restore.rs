@@ -1,0 +1,165 @@
+//! `uxwal-restore`: fetch one WAL file, verify it, and put it where the database asks.
+//!
+//! "Not in the archive" is reported only when the storage says the object is
+//! absent *and* the repository is really there (its FORMAT object exists), so an
+//! unmounted or empty directory is an error, never a miss. Nothing appears at the
+//! destination until the content matches its recorded SHA-256: the file is decoded
+//! into a staging file beside the destination and renamed into place.
+//!
+//! Errors other than "not found" follow an [`ErrorPolicy`]: during point-in-time
+//! recovery a miss would make the database end recovery early on a new timeline
+//! (silently leaving out later transactions), so the safe answer is to stop it.
+
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use crate::codec::{self, ReadError};
+use crate::durable;
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::wal_name::{is_valid_segment_size, WalName};
+
+/// `--on-error`: what an error other than "not found" does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// `abort` during point-in-time recovery (`recovery.signal` without
+    /// `standby.signal` in the current directory), `missing` on a standby.
+    Auto,
+    /// Retry briefly, then exit 200 so the database stops recovery.
+    Abort,
+    /// Exit 1 at once, as for a missing file (the database tries again later).
+    Missing,
+}
+
+/// The resolved policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    Abort,
+    Missing,
+}
+
+impl OnError {
+    /// Resolves `auto` by looking at the signal files in `data_dir`.
+    ///
+    /// A standby (`standby.signal`) falls back to streaming and asks again, so a
+    /// miss is harmless there. Anything else that calls restore_command
+    /// (point-in-time recovery, `pg_rewind -c`) must not mistake an error for a miss.
+    pub fn resolve(self, data_dir: &Path) -> ErrorPolicy {
+        match self {
+            OnError::Abort => ErrorPolicy::Abort,
+            OnError::Missing => ErrorPolicy::Missing,
+            OnError::Auto if data_dir.join("standby.signal").exists() => ErrorPolicy::Missing,
+            OnError::Auto => ErrorPolicy::Abort,
+        }
+    }
+}
+
+/// Where to restore from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub repo: String,
+}
+
+/// What restoring did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// The verified file is at the destination.
+    Restored,
+    /// The archive does not hold the file; nothing was written.
+    NotInArchive,
+}
+
+/// Pauses between attempts under [`ErrorPolicy::Abort`]: brief, because the database waits.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(1000)];
+
+/// Restores `wal_name` to `dest`, retrying transient errors when the policy is to abort.
+pub fn run(
+    wal_name: &str,
+    dest: &Path,
+    settings: &Settings,
+    policy: ErrorPolicy,
+) -> Result<RestoreOutcome> {
+    let name: WalName = wal_name.parse()?;
+    let repo = Repository::open(&settings.repo)?;
+    let mut attempt = 0;
+    loop {
+        match restore_once(&repo, &name, dest) {
+            Err(e)
+                if policy == ErrorPolicy::Abort
+                    && e.is_retryable()
+                    && attempt < RETRY_DELAYS.len() =>
+            {
+                tracing::warn!("{e}; retrying");
+                thread::sleep(RETRY_DELAYS[attempt]);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn restore_once(repo: &Repository, name: &WalName, dest: &Path) -> Result<RestoreOutcome> {
+    let key = Repository::key(name);
+    let Some(mut obj) = repo.get(&key)? else {
+        repo.check_format()?;
+        tracing::debug!("{name} is not in the archive");
+        return Ok(RestoreOutcome::NotInArchive);
+    };
+    let damaged = |source| Error::Corrupt {
+        name: name.to_string(),
+        source,
+    };
+    let storage = |source| Error::Storage {
+        location: repo.describe(),
+        op: "read",
+        key: key.clone(),
+        source,
+    };
+    let destination = |source| Error::Destination {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let map = |e: ReadError| match e {
+        ReadError::Codec(c) => damaged(c),
+        ReadError::Io(e) => storage(e),
+        ReadError::Output(e) => destination(e),
+    };
+    let (format, trailer, payload) = codec::read_trailer(&mut obj.reader, obj.len).map_err(map)?;
+    if name.has_page_header() && !is_valid_segment_size(trailer.size) {
+        return Err(Error::BadMetadata {
+            key,
+            reason: format!("recorded size {} is not a WAL segment size", trailer.size),
+        });
+    }
+    let mut staged = durable::stage_beside(dest).map_err(destination)?;
+    codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut staged).map_err(map)?;
+    staged.publish_replace(dest).map_err(destination)?;
+    tracing::debug!(
+        "restored {name} ({} bytes) to {}",
+        trailer.size,
+        dest.display()
+    );
+    Ok(RestoreOutcome::Restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_policy_follows_the_signal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(OnError::Auto.resolve(dir.path()), ErrorPolicy::Abort);
+        std::fs::write(dir.path().join("recovery.signal"), "").unwrap();
+        assert_eq!(OnError::Auto.resolve(dir.path()), ErrorPolicy::Abort);
+        std::fs::write(dir.path().join("standby.signal"), "").unwrap();
+        assert_eq!(OnError::Auto.resolve(dir.path()), ErrorPolicy::Missing);
+        assert_eq!(OnError::Abort.resolve(dir.path()), ErrorPolicy::Abort);
+        assert_eq!(
+            OnError::Missing.resolve(Path::new("/nonexistent")),
+            ErrorPolicy::Missing
+        );
+    }
+}

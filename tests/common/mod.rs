@@ -1,0 +1,167 @@
+//! Shared test harness: real binaries run the way the database runs them, and
+//! WAL files that pass uxwal's checks. `pg` starts real PostgreSQL servers.
+#![allow(dead_code)]
+
+pub mod pg;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use uxwal::wal_header::{encode_long_header, LongPageHeader};
+use uxwal::wal_name::SegmentName;
+
+pub const ARCHIVE: &str = env!("CARGO_BIN_EXE_uxwal-archive");
+pub const RESTORE: &str = env!("CARGO_BIN_EXE_uxwal-restore");
+pub const MIB: u64 = 1 << 20;
+pub const SYSID: u64 = 7_312_345_678_901_234_567;
+
+/// A data directory with a `pg_wal/`, and a repository beside it, in a temp dir.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub repo: PathBuf,
+}
+
+/// What a command did.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Self {
+        Ran {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Site {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir_all(data.join("pg_wal")).unwrap();
+        let repo = dir.path().join("repo");
+        Site { dir, data, repo }
+    }
+
+    /// Runs `template` through `sh -c` in the data directory after substituting
+    /// `%p`, `%f` and `%r` as PostgreSQL does; the binaries are `$ARCHIVE`/`$RESTORE`.
+    pub fn sh(&self, template: &str, p: &str, f: &str) -> Ran {
+        let cmd = template.replace("%p", p).replace("%f", f);
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&self.data)
+            .env("ARCHIVE", ARCHIVE)
+            .env("RESTORE", RESTORE)
+            .env("REPO", &self.repo)
+            .env_remove("UXWAL_REPO")
+            .env_remove("UXWAL_CONFIG")
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    /// `archive_command = '$ARCHIVE --repo $REPO [extra] %p %f'` for `pg_wal/<name>`.
+    pub fn archive(&self, name: &str, extra: &str) -> Ran {
+        self.sh(&format!("\"$ARCHIVE\" --repo \"$REPO\" {extra} %p %f"), &format!("pg_wal/{name}"), name)
+    }
+
+    /// `restore_command = '$RESTORE --repo $REPO [extra] %f %p'` into `pg_wal/RECOVERYXLOG`.
+    pub fn restore(&self, name: &str, extra: &str) -> Ran {
+        self.sh(&format!("\"$RESTORE\" --repo \"$REPO\" {extra} %f %p"), "pg_wal/RECOVERYXLOG", name)
+    }
+
+    pub fn wal(&self, name: &str) -> PathBuf {
+        self.data.join("pg_wal").join(name)
+    }
+
+    pub fn write_wal(&self, name: &str, bytes: &[u8]) {
+        fs::write(self.wal(name), bytes).unwrap();
+    }
+
+    pub fn restored(&self) -> Option<Vec<u8>> {
+        fs::read(self.wal("RECOVERYXLOG")).ok()
+    }
+
+    /// Every file under the repository whose name is `name`.
+    pub fn archived(&self, name: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.repo, &mut |p| {
+            if p.file_name().is_some_and(|n| n == name) {
+                found.push(p.to_path_buf())
+            }
+        });
+        found
+    }
+
+    /// Every file in the repository's staging directory.
+    pub fn staging_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.repo.join("tmp"), &mut |p| found.push(p.to_path_buf()));
+        found
+    }
+}
+
+pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+/// A synthetic WAL segment with a valid long page header and pseudo-random,
+/// partly compressible content derived from `seed`.
+pub fn segment(name: &str, size: u64, sysid: u64, seed: u64) -> Vec<u8> {
+    let seg = match name.split('.').next().unwrap().parse::<uxwal::wal_name::WalName>().unwrap() {
+        uxwal::wal_name::WalName::Segment(s) | uxwal::wal_name::WalName::Partial(s) => s,
+        other => panic!("{other} is not a segment"),
+    };
+    segment_for(seg, size, sysid, seed)
+}
+
+pub fn segment_for(seg: SegmentName, size: u64, sysid: u64, seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; size as usize];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    // Random words in the first half, zeros after: like a segment switched early.
+    for chunk in bytes[64..size as usize / 2].chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v = (x % 64).to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    let h = LongPageHeader {
+        magic: 0xD110,
+        info: 0x0006,
+        timeline: seg.timeline,
+        page_address: seg.start_lsn(size).unwrap(),
+        system_identifier: sysid,
+        segment_size: size as u32,
+        block_size: 8192,
+    };
+    bytes[..40].copy_from_slice(&encode_long_header(&h));
+    bytes
+}
+
+/// Random bytes (for incompressible segments).
+pub fn noise(bytes: &mut [u8], seed: u64) {
+    let mut x = seed | 1;
+    for b in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v = x.to_le_bytes();
+        b.copy_from_slice(&v[..b.len()]);
+    }
+}
