@@ -7,9 +7,11 @@
 //! is the order of PostgreSQL's `contrib/basic_archive` and `durable_rename`: when
 //! the function returns, the file and its directory entry survive a power cut, and
 //! a crash at any moment leaves only a staging file, never a partial final file.
-//! Staging files of dead writers are recognised by their lock: a live writer holds
-//! an exclusive `flock` on its staging file, so one whose lock can be taken is
-//! abandoned and may be removed.
+//! Staging files of dead writers are removed by the next writer: every writer
+//! holds a shared `flock` on `tmp/.lock` from before it creates its staging file
+//! until it is done, so a writer that can take that lock *exclusively* knows that no
+//! other writer is alive and every staging file there is abandoned. (A lock per
+//! staging file would leave a window between creating the file and locking it.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -58,7 +60,12 @@ pub struct StagedFile {
     file: File,
     path: PathBuf,
     removed: bool,
+    /// The shared lock on the staging directory, held while this file exists.
+    _writer_lock: Option<File>,
 }
+
+/// Name of the lock file in a staging directory.
+const LOCK_NAME: &str = ".lock";
 
 /// What publishing found at the final name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +79,7 @@ impl StagedFile {
     /// staging files that crashed writers left there.
     pub fn create(staging_dir: &Path, final_name: &str) -> io::Result<Self> {
         create_dir_all(staging_dir)?;
-        remove_abandoned(staging_dir)?;
+        let writer_lock = lock_staging_dir(staging_dir)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -88,12 +95,11 @@ impl StagedFile {
             .mode(FILE_MODE)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
-        // Held until the process exits: tells `remove_abandoned` that we are alive.
-        file.lock()?;
         Ok(StagedFile {
             file,
             path,
             removed: false,
+            _writer_lock: writer_lock,
         })
     }
 
@@ -192,28 +198,44 @@ fn rename_no_replace(_from: &Path, _to: &Path) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// Removes staging files in `dir` whose writer is gone (their lock can be taken).
-pub fn remove_abandoned(dir: &Path) -> io::Result<usize> {
+/// Takes the shared writer lock on `dir`, first removing abandoned staging files
+/// when no other writer holds it. Filesystems without locks get no clean-up
+/// (and `None`), never a failed archive.
+fn lock_staging_dir(dir: &Path) -> io::Result<Option<File>> {
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir.join(LOCK_NAME))?;
+    if lock.try_lock().is_ok() {
+        remove_staging_files(dir)?;
+    }
+    match lock.lock_shared() {
+        Ok(()) => Ok(Some(lock)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOLCK) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes every staging file in `dir`; only called while no writer is alive.
+fn remove_staging_files(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        if !name.to_string_lossy().ends_with(STAGING_SUFFIX) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(STAGING_SUFFIX)
+        {
             continue;
         }
-        let Ok(f) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(entry.path())
-        else {
-            continue;
-        };
-        if f.try_lock().is_ok() {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(removed)
@@ -241,6 +263,7 @@ pub fn stage_beside(dest: &Path) -> io::Result<StagedFile> {
         file,
         path,
         removed: false,
+        _writer_lock: None,
     })
 }
 
@@ -261,11 +284,11 @@ mod tests {
         s.write_all(b"two").unwrap();
         assert_eq!(s.publish_no_replace(&dest).unwrap(), Publish::AlreadyExists);
         assert_eq!(fs::read(&dest).unwrap(), b"one");
-        assert_eq!(
-            fs::read_dir(&tmp).unwrap().count(),
-            0,
-            "staging files are removed"
-        );
+        let staged = fs::read_dir(&tmp)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != LOCK_NAME)
+            .count();
+        assert_eq!(staged, 0, "staging files are removed");
         assert_eq!(
             fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
             FILE_MODE
@@ -281,12 +304,20 @@ mod tests {
     }
 
     #[test]
-    fn live_staging_files_are_kept_and_dead_ones_removed() {
+    fn staging_files_are_removed_only_when_no_writer_is_alive() {
         let dir = tempfile::tempdir().unwrap();
-        let live = StagedFile::create(dir.path(), "x").unwrap();
         let dead = dir.path().join(format!("y.1.2{STAGING_SUFFIX}"));
         fs::write(&dead, b"left by a crash").unwrap();
-        assert_eq!(remove_abandoned(dir.path()).unwrap(), 1);
-        assert!(live.path.exists() && !dead.exists());
+        let live = StagedFile::create(dir.path(), "x").unwrap();
+        assert!(!dead.exists(), "no writer was alive: the leftover goes");
+        fs::write(&dead, b"left by a crash").unwrap();
+        let second = StagedFile::create(dir.path(), "z").unwrap();
+        assert!(
+            dead.exists() && live.path.exists(),
+            "a live writer holds the lock: nothing is removed"
+        );
+        drop((live, second));
+        let _third = StagedFile::create(dir.path(), "w").unwrap();
+        assert!(!dead.exists());
     }
 }

@@ -69,12 +69,20 @@ impl Site {
 
     /// `archive_command = '$ARCHIVE --repo $REPO [extra] %p %f'` for `pg_wal/<name>`.
     pub fn archive(&self, name: &str, extra: &str) -> Ran {
-        self.sh(&format!("\"$ARCHIVE\" --repo \"$REPO\" {extra} %p %f"), &format!("pg_wal/{name}"), name)
+        self.sh(
+            &format!("\"$ARCHIVE\" --repo \"$REPO\" {extra} %p %f"),
+            &format!("pg_wal/{name}"),
+            name,
+        )
     }
 
     /// `restore_command = '$RESTORE --repo $REPO [extra] %f %p'` into `pg_wal/RECOVERYXLOG`.
     pub fn restore(&self, name: &str, extra: &str) -> Ran {
-        self.sh(&format!("\"$RESTORE\" --repo \"$REPO\" {extra} %f %p"), "pg_wal/RECOVERYXLOG", name)
+        self.sh(
+            &format!("\"$RESTORE\" --repo \"$REPO\" {extra} %f %p"),
+            "pg_wal/RECOVERYXLOG",
+            name,
+        )
     }
 
     pub fn wal(&self, name: &str) -> PathBuf {
@@ -103,13 +111,19 @@ impl Site {
     /// Every file in the repository's staging directory.
     pub fn staging_files(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
-        walk(&self.repo.join("tmp"), &mut |p| found.push(p.to_path_buf()));
+        walk(&self.repo.join("tmp"), &mut |p| {
+            if p.file_name() != Some(".lock".as_ref()) {
+                found.push(p.to_path_buf())
+            }
+        });
         found
     }
 }
 
 pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -123,7 +137,13 @@ pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
 /// A synthetic WAL segment with a valid long page header and pseudo-random,
 /// partly compressible content derived from `seed`.
 pub fn segment(name: &str, size: u64, sysid: u64, seed: u64) -> Vec<u8> {
-    let seg = match name.split('.').next().unwrap().parse::<uxwal::wal_name::WalName>().unwrap() {
+    let seg = match name
+        .split('.')
+        .next()
+        .unwrap()
+        .parse::<uxwal::wal_name::WalName>()
+        .unwrap()
+    {
         uxwal::wal_name::WalName::Segment(s) | uxwal::wal_name::WalName::Partial(s) => s,
         other => panic!("{other} is not a segment"),
     };

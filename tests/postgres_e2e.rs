@@ -1,0 +1,247 @@
+//! End-to-end archiving and point-in-time recovery against a real
+//! PostgreSQL server, the way a DBA would use uxwal.
+//!
+//! One scenario, run with 16 MiB and with 1 MiB WAL segments:
+//!
+//! 1. A primary archives every WAL file with `uxwal-archive` while pgbench
+//!    writes; a base backup without WAL (`-X none`) is taken in the middle.
+//! 2. A named restore point is created and the data at that point recorded;
+//!    more changes follow.
+//! 3. The base backup is recovered with `uxwal-restore` up to the restore
+//!    point and promoted: it must see exactly the recorded data, and it
+//!    starts timeline 2, whose history file (and, when PostgreSQL makes one,
+//!    the `.partial` of the last timeline-1 segment) reach the same
+//!    repository.
+//! 4. The base backup is recovered again with
+//!    `recovery_target_timeline = 'latest'`: it must follow timeline 2 to its
+//!    end and promote to timeline 3.
+//!
+//! Every server that archives must end with `pg_stat_archiver.failed_count`
+//! at 0: uxwal must never make PostgreSQL retry.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::pg::{
+    chown_to_postgres, describe_repo, files_in_repo, find_in_repo, pg_tempdir,
+    wait_for_file_in_repo, Cluster, InitOptions, Recovery, RestoreOptions,
+};
+
+/// One line that changes with any committed write the scenario makes: the
+/// account balances, the pgbench history, and the marker rows.
+const STATE_SQL: &str = "select (select sum(abalance) || '/' || count(*) from pgbench_accounts) \
+     || ' history=' || (select count(*) from pgbench_history) \
+     || ' markers=' || (select coalesce(string_agg(label, ',' order by label), '') from uxwal_marker)";
+
+const RESTORE_POINT: &str = "uxwal_target";
+
+/// Sharded layout of the repository: segments under `wal/<16 hex>/`.
+fn assert_segment_layout(repo: &Path, segment: &str) {
+    let found = find_in_repo(repo, segment)
+        .unwrap_or_else(|| panic!("{segment} not archived; repo:\n{}", describe_repo(repo)));
+    let expected_dir = repo.join("wal").join(&segment[..16]);
+    assert_eq!(
+        found.parent(),
+        Some(expected_dir.as_path()),
+        "{segment} stored in the wrong place"
+    );
+}
+
+fn archive_then_restore_to_named_point(wal_segsize_mb: u32) {
+    // The repository and the base backup outlive the clusters that use them.
+    let shared = pg_tempdir("uxwal-e2e.");
+    let repo = shared.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    chown_to_postgres(&repo);
+    let backup = shared.path().join("base");
+
+    // 1. Primary archiving under a pgbench workload, base backup in between.
+    let mut primary = Cluster::init(
+        "primary",
+        &InitOptions {
+            wal_segsize_mb,
+            archive: true,
+            repo: Some(repo.clone()),
+        },
+    );
+    primary.start();
+    primary.pgbench(&["-i", "-s", "2", "-q"]);
+    primary.pgbench(&["-n", "-c", "2", "-t", "150"]);
+    primary.psql("create table uxwal_marker (label text primary key)");
+    primary.base_backup(&backup);
+    assert!(
+        files_in_repo(&repo, &|n| n.ends_with(".backup")).len() == 1,
+        "pg_basebackup -X none returned before the backup history file was archived; repo:\n{}",
+        describe_repo(&repo)
+    );
+    primary.pgbench(&["-n", "-c", "2", "-t", "150"]);
+
+    // 2. The restore point, and changes after it that recovery must not see.
+    primary.psql("insert into uxwal_marker values ('before_target')");
+    let at_target = primary.psql(STATE_SQL);
+    primary.psql(&format!(
+        "select pg_create_restore_point('{RESTORE_POINT}')"
+    ));
+    primary.pgbench(&["-n", "-c", "2", "-t", "150"]);
+    primary.psql("insert into uxwal_marker values ('after_target')");
+    let at_end = primary.psql(STATE_SQL);
+    assert_ne!(at_target, at_end);
+    let last_tl1 = primary.switch_wal();
+    primary.wait_for_archived(&last_tl1);
+    assert_eq!(primary.archive_failures(), 0, "primary archive failures");
+    assert_segment_layout(&repo, &last_tl1);
+    let tl1_segments = files_in_repo(&repo, &|n| n.len() == 24 && n.starts_with("00000001"));
+    assert!(
+        tl1_segments.len() >= 3,
+        "expected several archived segments, got {tl1_segments:?}"
+    );
+    eprintln!(
+        "[{wal_segsize_mb} MiB] primary archived {} segments up to {last_tl1}",
+        tl1_segments.len()
+    );
+
+    // 3. Point-in-time recovery to the restore point; promotes to timeline 2.
+    let mut pitr = Cluster::from_backup(
+        "pitr",
+        &backup,
+        &RestoreOptions {
+            repo: repo.clone(),
+            recovery: Recovery::PointInTime {
+                target_name: Some(RESTORE_POINT.to_string()),
+                target_timeline: None,
+                action: "promote".to_string(),
+            },
+            archive: true,
+        },
+    );
+    pitr.start();
+    pitr.wait_for("select pg_is_in_recovery()", "f");
+    assert_eq!(pitr.psql(STATE_SQL), at_target, "data at the restore point");
+    assert_eq!(
+        pitr.psql("select count(*) from uxwal_marker where label = 'after_target'"),
+        "0"
+    );
+    assert_eq!(pitr.current_timeline(), 2);
+    wait_for_file_in_repo(&repo, "00000002.history");
+
+    // Work on timeline 2, archived to the same repository.
+    pitr.psql("insert into uxwal_marker values ('timeline2')");
+    pitr.pgbench(&["-n", "-c", "2", "-t", "100"]);
+    let tl2_state = pitr.psql(STATE_SQL);
+    let last_tl2 = pitr.switch_wal();
+    assert!(last_tl2.starts_with("00000002"), "{last_tl2}");
+    pitr.wait_for_archived(&last_tl2);
+    assert_eq!(pitr.archive_failures(), 0, "timeline 2 archive failures");
+    assert_segment_layout(&repo, &last_tl2);
+    let partials = files_in_repo(&repo, &|n| n.ends_with(".partial"));
+    eprintln!("[{wal_segsize_mb} MiB] .partial files in the repository: {partials:?}");
+    assert!(
+        partials.iter().all(|n| n.starts_with("00000001")),
+        "only timeline 1 can have ended in a .partial: {partials:?}"
+    );
+    pitr.stop();
+
+    // 4. Recover the same backup again, following the newest timeline.
+    let mut latest = Cluster::from_backup(
+        "latest",
+        &backup,
+        &RestoreOptions {
+            repo: repo.clone(),
+            recovery: Recovery::PointInTime {
+                target_name: None,
+                target_timeline: Some("latest".to_string()),
+                action: "promote".to_string(),
+            },
+            archive: true,
+        },
+    );
+    latest.start();
+    latest.wait_for("select pg_is_in_recovery()", "f");
+    assert_eq!(
+        latest.psql(STATE_SQL),
+        tl2_state,
+        "recovery with target timeline 'latest' must replay all of timeline 2"
+    );
+    let timeline = latest.current_timeline();
+    assert!(timeline >= 3, "promoted onto timeline {timeline}");
+    wait_for_file_in_repo(&repo, &format!("{timeline:08X}.history"));
+    latest.psql("insert into uxwal_marker values ('timeline3')");
+    let last_tl3 = latest.switch_wal();
+    latest.wait_for_archived(&last_tl3);
+    assert_eq!(latest.archive_failures(), 0, "timeline 3 archive failures");
+    assert_eq!(primary.archive_failures(), 0, "primary archive failures");
+
+    latest.stop();
+
+    // 5. A standby that replays from the repository and then streams from
+    //    the primary, promoted: its unfinished timeline-1 segment came from
+    //    streaming (no `.done`), so PostgreSQL archives it as `.partial`.
+    //    (Servers recovered purely from the archive, as above, never make
+    //    a `.partial`: their last segment was restored and is already
+    //    marked done; see CleanupAfterArchiveRecovery in xlog.c.)
+    primary.psql("insert into uxwal_marker values ('streamed')");
+    let mut standby = Cluster::from_backup(
+        "standby",
+        &backup,
+        &RestoreOptions {
+            repo: repo.clone(),
+            recovery: Recovery::Standby {
+                primary_conninfo: Some(primary.conninfo()),
+                // Stay on the primary's timeline 1, not the archive's newest.
+                target_timeline: Some("current".to_string()),
+            },
+            archive: true,
+        },
+    );
+    standby.start();
+    let primary_lsn = primary.psql("select pg_current_wal_insert_lsn()");
+    standby.wait_for(
+        &format!("select pg_last_wal_replay_lsn() >= '{primary_lsn}'::pg_lsn"),
+        "t",
+    );
+    assert_eq!(
+        standby.psql("select count(*) from uxwal_marker where label = 'streamed'"),
+        "1"
+    );
+    let streamed_segment = primary.psql("select pg_walfile_name(pg_current_wal_insert_lsn())");
+    standby.promote();
+    let standby_timeline = standby.current_timeline();
+    assert!(
+        standby_timeline > timeline,
+        "the standby must pick a timeline no other server used, got {standby_timeline}"
+    );
+    wait_for_file_in_repo(&repo, &format!("{standby_timeline:08X}.history"));
+    wait_for_file_in_repo(&repo, &format!("{streamed_segment}.partial"));
+    standby.psql("insert into uxwal_marker values ('standby_promoted')");
+    let last_standby = standby.switch_wal();
+    standby.wait_for_archived(&last_standby);
+    assert_eq!(
+        standby.archive_failures(),
+        0,
+        "promoted standby archive failures"
+    );
+    standby.stop();
+
+    // The old primary goes on archiving timeline 1 next to the `.partial`.
+    primary.psql("insert into uxwal_marker values ('primary_after_partial')");
+    let last_tl1 = primary.switch_wal();
+    primary.wait_for_archived(&last_tl1);
+    assert_eq!(primary.archive_failures(), 0, "primary archive failures");
+    primary.stop();
+    eprintln!(
+        "[{wal_segsize_mb} MiB] repository holds {} files",
+        files_in_repo(&repo, &|_| true).len()
+    );
+}
+
+#[test]
+fn pitr_with_16mib_segments() {
+    archive_then_restore_to_named_point(16);
+}
+
+#[test]
+fn pitr_with_1mib_segments() {
+    archive_then_restore_to_named_point(1);
+}
