@@ -66,7 +66,7 @@ pub struct ArchiveCli {
     #[arg(long, value_enum, value_name = "CODEC")]
     pub compress: Option<Compression>,
 
-    /// Compression level [default: zstd 3, gzip 6].
+    /// Compression level [default: zstd 1, gzip 6].
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
 

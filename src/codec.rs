@@ -32,7 +32,7 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Gzip => 6,
-            Compression::Zstd => 3,
+            Compression::Zstd => 1,
         }
     }
 
