@@ -84,4 +84,25 @@ mod tests {
         assert!(err.contains("repository"), "{err}");
         assert!(ConfigFile::load(Some(&dir.path().join("missing.toml"))).is_err());
     }
+
+    #[test]
+    fn example_config_parses_with_every_key_enabled() {
+        let text = include_str!("../packaging/uxwal.toml");
+        let enabled: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|r| r.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: ConfigFile = toml::from_str(&enabled).unwrap();
+        assert!(
+            parsed.repo.is_some()
+                && parsed.compress.is_some()
+                && parsed.level.is_some()
+                && parsed.on_error.is_some()
+        );
+    }
 }
