@@ -3,11 +3,12 @@
 //! All writes go through [`crate::durable`]: staging files in `<root>/tmp/`,
 //! published with a no-replace link and fsynced with their directory.
 
-use std::fs::File;
+use std::collections::BTreeSet;
+use std::fs::{self, File};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{Backend, Object, PutOutcome, Staged};
+use super::{Backend, Listed, Object, PutOutcome, Staged};
 use crate::durable::{self, Publish, StagedFile};
 
 pub struct LocalDirectory {
@@ -81,4 +82,68 @@ impl Backend for LocalDirectory {
         File::open(&path)?.sync_all()?;
         durable::sync_dir(path.parent().unwrap_or(&self.root))
     }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<Listed>> {
+        fs::metadata(&self.root)?;
+        let mut out = Vec::new();
+        walk(&self.root, "", &mut |key, meta| {
+            if key.starts_with(prefix) {
+                out.push(Listed {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                });
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn delete(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        let mut dirs = BTreeSet::new();
+        let mut results: Vec<io::Result<()>> = keys
+            .iter()
+            .map(|key| {
+                let path = self.root.join(key);
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        dirs.insert(path.parent().unwrap_or(&self.root).to_path_buf());
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect();
+        // Make the removals durable once per directory, not once per file.
+        for dir in dirs {
+            if let Err(e) = durable::sync_dir(&dir) {
+                let kind = e.kind();
+                for (key, r) in keys.iter().zip(results.iter_mut()) {
+                    if r.is_ok() && self.root.join(key).parent() == Some(dir.as_path()) {
+                        *r = Err(io::Error::new(
+                            kind,
+                            format!("removed, but syncing {} failed: {e}", dir.display()),
+                        ));
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+/// Calls `f` with the `/`-separated key and metadata of every file below `dir`.
+fn walk(dir: &Path, prefix: &str, f: &mut dyn FnMut(String, fs::Metadata)) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let key = format!("{prefix}{name}");
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            walk(&entry.path(), &format!("{key}/"), f)?;
+        } else {
+            f(key, meta);
+        }
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub mod local;
 pub mod object;
 
 use std::io::{self, Read, Seek, Write};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,30 @@ pub struct Object {
     pub reader: Box<dyn Blob>,
 }
 
+/// An object found by listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key relative to the repository root, `/`-separated.
+    pub key: String,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// When it was stored (last modified), where the storage says.
+    pub modified: Option<SystemTime>,
+}
+
+/// What a listed key is, by where it sits in the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// An archived WAL file at its proper key.
+    Wal(WalName),
+    /// `FORMAT` or `IDENTITY`: never removed.
+    Metadata,
+    /// A staging file (a writer's, or one a crash left behind), or the staging lock.
+    Staging,
+    /// Anything else: not written by uxwal, or in the wrong place.
+    Unknown,
+}
+
 /// One kind of storage.
 pub trait Backend {
     /// Where this is, for messages (never includes credentials).
@@ -63,6 +88,12 @@ pub trait Backend {
     fn get(&self, key: &str) -> io::Result<Option<Object>>;
     /// Makes an object that already exists durable (for duplicates found on archive).
     fn make_durable(&self, key: &str) -> io::Result<()>;
+    /// Every object whose key starts with `prefix` (`""`: all), in no particular
+    /// order. Fails (`NotFound`) when the repository root itself does not exist.
+    fn list(&self, prefix: &str) -> io::Result<Vec<Listed>>;
+    /// Deletes `keys` (in the given order where the storage allows), returning one
+    /// result per key; deleting an absent key succeeds.
+    fn delete(&self, keys: &[String]) -> Vec<io::Result<()>>;
 }
 
 /// The cluster an archive belongs to, recorded by the first archived segment.
@@ -156,6 +187,41 @@ impl Repository {
         self.backend
             .get(key)
             .map_err(|e| self.storage_error("read", key, e))
+    }
+
+    /// Lists every object under `prefix` (`""` for the whole repository).
+    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.backend
+            .list(prefix)
+            .map_err(|e| self.storage_error("list", prefix, e))
+    }
+
+    /// Deletes `keys`, one result per key. Callers must never pass metadata keys.
+    pub fn delete(&self, keys: &[String]) -> Vec<(String, Result<()>)> {
+        let results = self.backend.delete(keys);
+        keys.iter()
+            .cloned()
+            .zip(results)
+            .map(|(k, r)| {
+                let r = r.map_err(|e| self.storage_error("delete", &k, e));
+                (k, r)
+            })
+            .collect()
+    }
+
+    /// What `key` is in the layout.
+    pub fn classify(key: &str) -> Entry {
+        if key == FORMAT_KEY || key == IDENTITY_KEY {
+            return Entry::Metadata;
+        }
+        if key.starts_with("tmp/") {
+            return Entry::Staging;
+        }
+        let base = key.rsplit('/').next().unwrap_or(key);
+        match base.parse::<WalName>() {
+            Ok(name) if Self::key(&name) == key => Entry::Wal(name),
+            _ => Entry::Unknown,
+        }
     }
 
     pub fn make_durable(&self, key: &str) -> Result<()> {
@@ -314,6 +380,38 @@ mod conformance {
             "the first identity stays"
         );
         assert_eq!(repo.identity().unwrap(), Some(a));
+
+        let history = "history/00000002.history";
+        assert_eq!(
+            put(&repo, history, b"1\t0/3000000\tx\n"),
+            PutOutcome::Created
+        );
+        let mut keys: Vec<String> = repo.list("").unwrap().into_iter().map(|l| l.key).collect();
+        keys.retain(|k| Repository::classify(k) != Entry::Staging);
+        keys.sort();
+        assert_eq!(keys, ["FORMAT", "IDENTITY", history, key]);
+        let listed = repo.list("wal/").unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].key.as_str(), listed[0].size), (key, 5));
+        assert!(matches!(
+            Repository::classify(key),
+            Entry::Wal(WalName::Segment(_))
+        ));
+        assert_eq!(
+            Repository::classify("wal/0000000200000000/000000010000000000000001"),
+            Entry::Unknown
+        );
+        assert_eq!(Repository::classify("IDENTITY"), Entry::Metadata);
+
+        let gone = vec![
+            key.to_string(),
+            "wal/0000000100000000/000000010000000000000009".to_string(),
+        ];
+        for (k, r) in repo.delete(&gone) {
+            r.unwrap_or_else(|e| panic!("delete {k}: {e}"));
+        }
+        assert_eq!(read(&repo, key), None);
+        assert!(repo.list("wal/").unwrap().is_empty());
     }
 
     #[test]

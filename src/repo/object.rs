@@ -12,7 +12,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::runtime::Runtime;
 
-use super::{Backend, Object, PutOutcome, Staged};
+use futures::{StreamExt, TryStreamExt};
+
+use super::{Backend, Listed, Object, PutOutcome, Staged};
 
 pub struct ObjectStoreBackend {
     store: Arc<dyn ObjectStore>,
@@ -134,5 +136,67 @@ impl Backend for ObjectStoreBackend {
     fn make_durable(&self, _key: &str) -> io::Result<()> {
         // An acknowledged put on an object store is durable.
         Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<Listed>> {
+        let root =
+            (!self.shared.prefix.is_empty()).then(|| Path::from(self.shared.prefix.as_str()));
+        let strip = if self.shared.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.shared.prefix)
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .shared
+            .runtime
+            .block_on(self.store.list(root.as_ref()).try_collect())
+            .map_err(to_io)?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.as_ref().strip_prefix(&strip)?.to_owned();
+                key.starts_with(prefix).then(|| Listed {
+                    key,
+                    size: m.size,
+                    modified: Some(std::time::SystemTime::from(m.last_modified)),
+                })
+            })
+            .collect())
+    }
+
+    fn delete(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        let paths: Vec<object_store::Result<Path>> =
+            keys.iter().map(|k| Ok(self.path(k))).collect();
+        let outcomes: Vec<object_store::Result<Path>> = self.shared.runtime.block_on(
+            self.store
+                .delete_stream(futures::stream::iter(paths).boxed())
+                .collect(),
+        );
+        let mut deleted = std::collections::HashSet::new();
+        let mut errors = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(p) => {
+                    deleted.insert(p);
+                }
+                Err(object_store::Error::NotFound { path, .. }) => {
+                    deleted.insert(Path::from(path));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut errors = errors.into_iter();
+        keys.iter()
+            .map(|k| {
+                if deleted.contains(&self.path(k)) {
+                    Ok(())
+                } else {
+                    Err(errors
+                        .next()
+                        .map(to_io)
+                        .unwrap_or_else(|| io::Error::other("not deleted")))
+                }
+            })
+            .collect()
     }
 }

@@ -1,0 +1,72 @@
+//! `uxwal-archive` command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::Common;
+use crate::archive;
+use crate::codec::Compression;
+use crate::config::ConfigFile;
+use crate::error::{Error, Result};
+
+const ARCHIVE_EXIT: &str = "\
+Exit status:
+  0  archived and durable (also when the archive already holds identical content)
+  1  not archived; the database keeps the file and retries
+  2  invalid command line
+
+Configuration: archive_command = 'uxwal-archive --repo /mnt/wal %p %f'";
+
+/// Archive one WAL file durably, refusing to overwrite different content.
+#[derive(Debug, Parser)]
+#[command(name = "uxwal-archive", version = crate::VERSION_LINE, after_help = ARCHIVE_EXIT)]
+#[command(
+    long_about = "Archive one WAL file durably, refusing to overwrite different content.\n\n\
+Validates the name and, for segments, the page header and the archive identity; compresses \
+and hashes in one pass; publishes without replacing and fsyncs before exiting 0."
+)]
+pub struct ArchiveCli {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Compression: none, gzip or zstd [default: zstd].
+    #[arg(long, value_enum, value_name = "CODEC")]
+    pub compress: Option<Compression>,
+
+    /// Compression level [default: zstd 1, gzip 6].
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+
+    /// The file to archive (%p), relative to the current directory (the data directory).
+    #[arg(value_name = "WAL_PATH")]
+    pub wal_path: PathBuf,
+
+    /// Its name (%f).
+    #[arg(value_name = "WAL_NAME")]
+    pub wal_name: String,
+}
+
+impl ArchiveCli {
+    /// Combines the command line, environment and configuration file.
+    pub fn settings(&self) -> Result<archive::Settings> {
+        let file = ConfigFile::load(self.common.config.as_deref())?;
+        let compression = self.compress.or(file.compress).unwrap_or(Compression::Zstd);
+        // A level from the file belongs to the file's codec; one from the command line to the chosen one.
+        let level = self
+            .level
+            .or(file.level)
+            .unwrap_or_else(|| compression.default_level());
+        if !compression.level_range().contains(&level) {
+            return Err(Error::Config(format!(
+                "level {level} is out of range for {compression} ({:?})",
+                compression.level_range()
+            )));
+        }
+        Ok(archive::Settings {
+            repo: file.repo(self.common.repo.as_deref())?,
+            compression,
+            level,
+        })
+    }
+}

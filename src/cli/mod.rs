@@ -1,0 +1,45 @@
+//! Command-line definitions of the executables: the one source of `--help`, the
+//! man pages and the settings each command runs with. One file per command;
+//! the options every command shares are here.
+
+mod archive;
+mod restore;
+
+pub use archive::ArchiveCli;
+pub use restore::RestoreCli;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::logging::Verbosity;
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Repository: a directory path or file:// URL.
+    #[arg(long, env = "UXWAL_REPO", value_name = "LOCATION")]
+    pub repo: Option<String>,
+
+    /// Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists.
+    #[arg(long, env = "UXWAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print errors only.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Also print what each step does.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl Common {
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+}
