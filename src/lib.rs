@@ -9,6 +9,7 @@
 //! Exit codes, the contract with the database, live in [`exit`].
 
 pub mod archive;
+pub mod cleanup;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod exit;
 pub mod logging;
 pub mod repo;
 pub mod restore;
+pub mod verify;
 pub mod wal_header;
 pub mod wal_name;
 

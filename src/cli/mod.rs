@@ -3,10 +3,14 @@
 //! the options every command shares are here.
 
 mod archive;
+mod cleanup;
 mod restore;
+mod verify;
 
 pub use archive::ArchiveCli;
+pub use cleanup::CleanupCli;
 pub use restore::RestoreCli;
+pub use verify::VerifyCli;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,1 @@
+//! `uxwal-cleanup`: remove archived WAL the database no longer needs (stub).

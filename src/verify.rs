@@ -1,0 +1,1 @@
+//! `uxwal-verify`: prove an archive is complete and intact (stub).
