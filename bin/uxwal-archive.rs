@@ -7,8 +7,8 @@ use uxwal::cli::ArchiveCli;
 fn main() -> ExitCode {
     let cli = ArchiveCli::parse();
     uxwal::logging::init("uxwal-archive", cli.common.verbosity());
-    uxwal::exit::archive(
-        cli.settings()
-            .and_then(|s| uxwal::archive::run(&cli.wal_path, &cli.wal_name, &s)),
-    )
+    let outcome = cli
+        .settings()
+        .and_then(|s| uxwal::archive::run(&cli.wal_path, &cli.wal_name, &s));
+    uxwal::exit::archive(outcome, &cli.wal_name)
 }

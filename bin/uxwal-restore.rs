@@ -13,5 +13,5 @@ fn main() -> ExitCode {
     let outcome = file
         .and_then(|f| cli.settings(&f))
         .and_then(|s| uxwal::restore::run(&cli.wal_name, &cli.dest_path, &s, policy));
-    uxwal::exit::restore(outcome, policy)
+    uxwal::exit::restore(outcome, policy, &cli.wal_name)
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::{self, Compression, Encoder, ReadError, Trailer};
 use crate::error::{Error, Result};
+use crate::repo::remote::StoreOptions;
 use crate::repo::{Identity, PutOutcome, Repository};
 use crate::wal_header::LongPageHeader;
 use crate::wal_name::{SegmentName, WalName};
@@ -23,7 +24,9 @@ use crate::wal_name::{SegmentName, WalName};
 /// How to archive.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub repo: String,
+    /// Every repository must hold the file before the archive counts as done.
+    pub repos: Vec<String>,
+    pub store: StoreOptions,
     pub compression: Compression,
     pub level: i32,
 }
@@ -57,24 +60,48 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
     let mut buf = vec![0u8; CHUNK];
     let filled = read_full(&mut source, &mut buf).map_err(source_error)?;
 
-    let repo = Repository::open(&settings.repo)?;
-    repo.ensure_format()?;
-    if let WalName::Segment(segment) | WalName::Partial(segment) = name {
-        check_segment(&repo, &name, segment, &buf[..filled], len)?;
+    let repos = settings
+        .repos
+        .iter()
+        .map(|location| Repository::open_with(location, &settings.store))
+        .collect::<Result<Vec<_>>>()?;
+    for repo in &repos {
+        repo.ensure_format()?;
+        if let WalName::Segment(segment) | WalName::Partial(segment) = name {
+            check_segment(repo, &name, segment, &buf[..filled], len)?;
+        }
     }
 
+    // One pass over the source: hashed on a second thread, compressed once, and
+    // the compressed bytes written to a staged object in every repository.
     let key = Repository::key(&name);
-    let mut staged = repo.stage(&key)?;
-    let write_error = |source: io::Error| Error::Storage {
-        location: repo.describe(),
-        op: "write",
-        key: key.clone(),
-        source,
+    let mut staged = repos
+        .iter()
+        .map(|r| r.stage(&key))
+        .collect::<Result<Vec<_>>>()?;
+    let write_error = |e: TeeError| {
+        let repo = &repos[e.index];
+        Error::Storage {
+            location: repo.describe(),
+            op: "write",
+            key: key.clone(),
+            source: e.source,
+        }
     };
-    let out = io::BufWriter::with_capacity(CHUNK, &mut staged);
-    let mut encoder =
-        Encoder::new(out, settings.compression, settings.level).map_err(write_error)?;
-    let mut stream = |chunk: &[u8]| encoder.write_all(chunk).map_err(write_error);
+    let tee = Tee {
+        outs: staged
+            .iter_mut()
+            .map(|s| s.as_mut() as &mut dyn Write)
+            .collect(),
+    };
+    let out = io::BufWriter::with_capacity(CHUNK, tee);
+    let mut encoder = Encoder::new(out, settings.compression, settings.level)
+        .map_err(|e| write_error(TeeError::first(e)))?;
+    let mut stream = |chunk: &[u8]| {
+        encoder
+            .write_all(chunk)
+            .map_err(|e| write_error(TeeError::from_io(e)))
+    };
     let (sha256, total) = hash_alongside(&mut source, buf, filled, &mut stream, source_error)?;
     if total != len {
         return Err(Error::SourceChanged {
@@ -89,27 +116,85 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
     };
     encoder
         .finish(&trailer)
-        .and_then(|mut out| out.flush())
-        .map_err(write_error)?;
+        .and_then(|out| out.into_inner().map_err(|e| e.into_error()))
+        .map_err(|e| write_error(TeeError::from_io(e)))?;
 
-    match repo.publish(staged, &key)? {
-        PutOutcome::Created => {
-            tracing::debug!(
-                "archived {name} ({total} bytes, {}) to {}",
-                settings.compression,
-                repo.describe()
-            );
-            Ok(ArchiveOutcome::Archived)
+    // Success only when every repository holds the file.
+    let mut outcome = ArchiveOutcome::Archived;
+    for (repo, staged) in repos.iter().zip(staged) {
+        match repo.publish(staged, &key)? {
+            PutOutcome::Created => {
+                tracing::debug!(
+                    "archived {name} ({total} bytes, {}) to {}",
+                    settings.compression,
+                    repo.describe()
+                );
+            }
+            PutOutcome::AlreadyExists => {
+                compare_with_archived(repo, &name, &key, &trailer)?;
+                repo.make_durable(&key)?;
+                tracing::info!(
+                    "{name} is already archived with identical content in {} (sha256 {})",
+                    repo.describe(),
+                    trailer.sha256_hex()
+                );
+                outcome = ArchiveOutcome::AlreadyArchived;
+            }
         }
-        PutOutcome::AlreadyExists => {
-            compare_with_archived(&repo, &name, &key, &trailer)?;
-            repo.make_durable(&key)?;
-            tracing::info!(
-                "{name} is already archived with identical content (sha256 {})",
-                trailer.sha256_hex()
-            );
-            Ok(ArchiveOutcome::AlreadyArchived)
+    }
+    Ok(outcome)
+}
+
+/// Writes every byte to each of several outputs (one per repository).
+struct Tee<'a> {
+    outs: Vec<&'a mut dyn Write>,
+}
+
+/// Which output of a [`Tee`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+struct TeeError {
+    index: usize,
+    source: io::Error,
+}
+
+impl TeeError {
+    fn first(source: io::Error) -> Self {
+        TeeError { index: 0, source }
+    }
+
+    /// Recovers the failing output's index from an error that went through the encoder.
+    fn from_io(e: io::Error) -> Self {
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<TeeError>()) {
+            Some(Ok(tee)) => *tee,
+            Some(Err(other)) => TeeError::first(io::Error::new(kind, other)),
+            None => TeeError::first(io::Error::from(kind)),
         }
+    }
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        for (index, out) in self.outs.iter_mut().enumerate() {
+            if let Err(source) = out.write_all(buf) {
+                return Err(io::Error::new(source.kind(), TeeError { index, source }));
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        for (index, out) in self.outs.iter_mut().enumerate() {
+            out.flush()
+                .map_err(|source| io::Error::new(source.kind(), TeeError { index, source }))?;
+        }
+        Ok(())
     }
 }
 

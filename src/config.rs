@@ -5,31 +5,66 @@
 //! `/etc/uxwal/uxwal.toml` when that exists. Unknown keys are an error, so a typo
 //! cannot silently fall back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 
 use crate::codec::Compression;
 use crate::error::{Error, Result};
+use crate::repo::remote::{self, Scheme, StoreOptions};
 use crate::restore::OnError;
 
 /// Read when no `--config` is given and the file exists.
 pub const DEFAULT_PATH: &str = "/etc/uxwal/uxwal.toml";
 
 /// Every key of the configuration file.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Repository location (directory or `file://` URL).
-    pub repo: Option<String>,
+    /// Repository location(s): a string, or a list (archive to all, restore from the first that has the file).
+    pub repo: Option<Repos>,
     /// `none`, `gzip` or `zstd` (uxwal-archive).
     pub compress: Option<Compression>,
     /// Compression level (uxwal-archive).
     pub level: Option<i32>,
     /// `auto`, `abort` or `missing` (uxwal-restore).
     pub on_error: Option<OnError>,
+    /// Seconds the whole command may spend on object storage (default 60).
+    pub deadline: Option<u64>,
+    /// Seconds one storage request may take (default 30).
+    pub request_timeout: Option<u64>,
+    /// Retries of a failed storage request (default 3).
+    pub retries: Option<usize>,
+    /// S3 settings: object_store's S3 configuration keys (`region`, `endpoint`, ...).
+    pub s3: Option<BTreeMap<String, toml::Value>>,
+    /// Azure Blob settings: object_store's Azure configuration keys.
+    pub azure: Option<BTreeMap<String, toml::Value>>,
+    /// Google Cloud Storage settings: object_store's GCS configuration keys.
+    pub gcs: Option<BTreeMap<String, toml::Value>>,
 }
+
+/// `repo = "..."` or `repo = ["...", "..."]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Repos {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Repos {
+    fn to_vec(&self) -> Vec<String> {
+        match self {
+            Repos::One(r) => vec![r.clone()],
+            Repos::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Keys whose values are secrets: never printed, and a file holding them should be private.
+const SECRET_WORDS: &[&str] = &["secret", "key", "token", "password", "sas", "credential"];
 
 impl ConfigFile {
     /// Loads `explicit`, or the default file when it exists, or nothing.
@@ -47,14 +82,98 @@ impl ConfigFile {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let parsed: ConfigFile =
             toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
+        parsed.warn_if_exposed(path);
         Ok(parsed)
     }
 
-    /// The repository: the command line (or environment) value, else the file's.
-    pub fn repo(&self, cli: Option<&str>) -> Result<String> {
-        cli.map(str::to_owned).or_else(|| self.repo.clone()).ok_or_else(|| {
-            Error::Config("no repository: give --repo, set UXWAL_REPO, or set repo in the configuration file".into())
-        })
+    /// Warns when the file holds credentials and others than its owner may read it.
+    fn warn_if_exposed(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let has_secret = [&self.s3, &self.azure, &self.gcs]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.keys())
+            .any(|k| SECRET_WORDS.iter().any(|w| k.contains(w)));
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if has_secret && mode & 0o077 != 0 {
+            tracing::warn!(
+                "{} holds credentials but is readable by group or others (mode {:o}); run chmod 600 on it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+
+    /// Storage settings: the file's tables and limits, `deadline` from the command
+    /// line winning. Unknown store keys are an error.
+    pub fn store_options(&self, deadline: Option<u64>) -> Result<StoreOptions> {
+        let mut o = StoreOptions::default();
+        for (scheme, table, out) in [
+            (Scheme::S3, &self.s3, &mut o.s3),
+            (Scheme::Azure, &self.azure, &mut o.azure),
+            (Scheme::Gcs, &self.gcs, &mut o.gcs),
+        ] {
+            *out = table
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), value_text(v)))
+                .collect();
+            remote::check_keys(scheme, out)?;
+        }
+        if let Some(secs) = deadline.or(self.deadline) {
+            o.deadline = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self.request_timeout {
+            o.request_timeout = Duration::from_secs(secs);
+        }
+        if let Some(n) = self.retries {
+            o.retries = n;
+        }
+        if o.deadline.is_zero() || o.request_timeout.is_zero() {
+            return Err(Error::Config(
+                "deadline and request_timeout must be at least 1 second".into(),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// The repositories: those given on the command line (or in `UXWAL_REPO`),
+    /// else the file's. At least one.
+    pub fn repos(&self, cli: &[String]) -> Result<Vec<String>> {
+        let repos = if cli.is_empty() {
+            self.repo.as_ref().map(Repos::to_vec).unwrap_or_default()
+        } else {
+            cli.to_vec()
+        };
+        if repos.is_empty() {
+            return Err(Error::Config(
+                "no repository: give --repo, set UXWAL_REPO, or set repo in the configuration file"
+                    .into(),
+            ));
+        }
+        Ok(repos)
+    }
+
+    /// The one repository of a command that works on a single repository.
+    pub fn repo(&self, cli: &[String]) -> Result<String> {
+        let mut repos = self.repos(cli)?;
+        if repos.len() > 1 {
+            return Err(Error::Config(format!(
+                "{} repositories are configured; this command works on one: choose it with --repo",
+                repos.len()
+            )));
+        }
+        Ok(repos.remove(0))
+    }
+}
+
+/// A TOML value as the store client wants it: strings as they are, others as written.
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -72,17 +191,44 @@ mod tests {
         )
         .unwrap();
         let c = ConfigFile::load(Some(&good)).unwrap();
-        assert_eq!(c.repo.as_deref(), Some("/mnt/wal"));
+        assert_eq!(c.repo, Some(Repos::One("/mnt/wal".into())));
         assert_eq!(c.compress, Some(Compression::Gzip));
         assert_eq!(c.on_error, Some(OnError::Abort));
-        assert_eq!(c.repo(Some("/cli")).unwrap(), "/cli");
-        assert_eq!(c.repo(None).unwrap(), "/mnt/wal");
+        assert_eq!(c.repo(&["/cli".into()]).unwrap(), "/cli");
+        assert_eq!(c.repo(&[]).unwrap(), "/mnt/wal");
+        let two: ConfigFile = toml::from_str("repo = [\"/a\", \"s3://b/p\"]").unwrap();
+        assert_eq!(two.repos(&[]).unwrap(), ["/a", "s3://b/p"]);
+        assert!(
+            two.repo(&[]).is_err(),
+            "a single-repository command needs a choice"
+        );
 
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "repository = \"/mnt/wal\"\n").unwrap();
         let err = ConfigFile::load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("repository"), "{err}");
         assert!(ConfigFile::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn store_tables_and_limits() {
+        let c: ConfigFile = toml::from_str(
+            "deadline = 20\nretries = 1\n[s3]\nregion = \"us-east-1\"\nallow_http = true\n[azure]\nuse_emulator = true\n",
+        )
+        .unwrap();
+        let o = c.store_options(None).unwrap();
+        assert_eq!(o.s3["allow_http"], "true");
+        assert_eq!(o.deadline, Duration::from_secs(20));
+        assert_eq!(
+            c.store_options(Some(5)).unwrap().deadline,
+            Duration::from_secs(5)
+        );
+        let bad: ConfigFile = toml::from_str("[s3]\nregoin = \"x\"\n").unwrap();
+        assert!(bad
+            .store_options(None)
+            .unwrap_err()
+            .to_string()
+            .contains("regoin"));
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub enum Error {
     #[error("cannot write {}: {source}", path.display())]
     Destination { path: PathBuf, source: io::Error },
 
-    #[error("unsupported repository location {0:?}: use a directory path or a file:// URL")]
+    #[error("unsupported repository location {0:?}: use a directory path, file://, s3://, az:// or gs:// URL (no credentials in URLs)")]
     UnsupportedLocation(String),
 
     #[error("configuration: {0}")]

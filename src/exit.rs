@@ -22,19 +22,29 @@ pub const USAGE: u8 = 2;
 /// database stops recovery with this error in its log instead of ending recovery early.
 pub const ABORT_RECOVERY: u8 = 200;
 
+/// The message of `e`, naming `wal_name`: the server log must say which file failed.
+fn naming(e: &Error, wal_name: &str) -> String {
+    let msg = e.to_string();
+    if msg.contains(wal_name) {
+        msg
+    } else {
+        format!("{wal_name}: {msg}")
+    }
+}
+
 /// Maps an archive outcome to its exit code, logging the error line.
-pub fn archive(outcome: Result<ArchiveOutcome>) -> ExitCode {
+pub fn archive(outcome: Result<ArchiveOutcome>, wal_name: &str) -> ExitCode {
     match outcome {
         Ok(_) => ExitCode::from(SUCCESS),
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", naming(&e, wal_name));
             ExitCode::from(FAILURE)
         }
     }
 }
 
 /// Maps a restore outcome to its exit code under `policy`, logging the error line.
-pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy) -> ExitCode {
+pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy, wal_name: &str) -> ExitCode {
     match outcome {
         Ok(RestoreOutcome::Restored) => ExitCode::from(SUCCESS),
         Ok(RestoreOutcome::NotInArchive) => ExitCode::from(FAILURE),
@@ -43,17 +53,21 @@ pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy) -> ExitCode
             tracing::error!("{e}");
             ExitCode::from(FAILURE)
         }
-        Err(e) => {
-            match policy {
-                ErrorPolicy::Abort => {
-                    tracing::error!("{e}; stopping recovery (exit {ABORT_RECOVERY}) rather than ending it early");
-                    ExitCode::from(ABORT_RECOVERY)
-                }
-                ErrorPolicy::Missing => {
-                    tracing::error!("{e}; reporting the file as unavailable (exit {FAILURE})");
-                    ExitCode::from(FAILURE)
-                }
+        Err(e) => match policy {
+            ErrorPolicy::Abort => {
+                tracing::error!(
+                    "{}; stopping recovery (exit {ABORT_RECOVERY}) rather than ending it early",
+                    naming(&e, wal_name)
+                );
+                ExitCode::from(ABORT_RECOVERY)
             }
-        }
+            ErrorPolicy::Missing => {
+                tracing::error!(
+                    "{}; reporting the file as unavailable (exit {FAILURE})",
+                    naming(&e, wal_name)
+                );
+                ExitCode::from(FAILURE)
+            }
+        },
     }
 }

@@ -4,9 +4,12 @@
 use std::fmt;
 
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How much to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +55,18 @@ pub fn init(program: &'static str, verbosity: Verbosity) {
         Verbosity::Normal => Level::INFO,
         Verbosity::Verbose => Level::DEBUG,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(max)
-        .event_format(OneLine { program })
+    // Our own messages only, unless verbose: the storage client's retry notes would
+    // otherwise add lines to the server log for every hiccup that succeeded anyway.
+    let targets = match verbosity {
+        Verbosity::Verbose => Targets::new().with_default(max),
+        _ => Targets::new().with_target("uxwal", max),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .event_format(OneLine { program }),
+        )
+        .with(targets)
         .try_init();
 }

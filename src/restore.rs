@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::codec::{self, ReadError};
 use crate::durable;
 use crate::error::{Error, Result};
+use crate::repo::remote::StoreOptions;
 use crate::repo::Repository;
 use crate::wal_name::{is_valid_segment_size, WalName};
 
@@ -59,7 +60,9 @@ impl OnError {
 /// Where to restore from.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub repo: String,
+    /// Tried in order until one has the file.
+    pub repos: Vec<String>,
+    pub store: StoreOptions,
 }
 
 /// What restoring did.
@@ -74,7 +77,9 @@ pub enum RestoreOutcome {
 /// Pauses between attempts under [`ErrorPolicy::Abort`]: brief, because the database waits.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(1000)];
 
-/// Restores `wal_name` to `dest`, retrying transient errors when the policy is to abort.
+/// Restores `wal_name` to `dest` from the first repository that has it, retrying
+/// transient errors when the policy is to abort. When no repository has it and
+/// one of them failed, the answer is that failure: it might have had the file.
 pub fn run(
     wal_name: &str,
     dest: &Path,
@@ -82,10 +87,32 @@ pub fn run(
     policy: ErrorPolicy,
 ) -> Result<RestoreOutcome> {
     let name: WalName = wal_name.parse()?;
-    let repo = Repository::open(&settings.repo)?;
+    let mut first_error = None;
+    for location in &settings.repos {
+        let attempt = Repository::open_with(location, &settings.store)
+            .and_then(|repo| restore_with_retries(&repo, &name, dest, policy));
+        match attempt {
+            Ok(RestoreOutcome::Restored) => return Ok(RestoreOutcome::Restored),
+            Ok(RestoreOutcome::NotInArchive) => {}
+            Err(e) if settings.repos.len() > 1 => {
+                tracing::warn!("{e}; trying the next repository");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    first_error.map_or(Ok(RestoreOutcome::NotInArchive), Err)
+}
+
+fn restore_with_retries(
+    repo: &Repository,
+    name: &WalName,
+    dest: &Path,
+    policy: ErrorPolicy,
+) -> Result<RestoreOutcome> {
     let mut attempt = 0;
     loop {
-        match restore_once(&repo, &name, dest) {
+        match restore_once(repo, name, dest) {
             Err(e)
                 if policy == ErrorPolicy::Abort
                     && e.is_retryable()

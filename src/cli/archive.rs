@@ -64,7 +64,8 @@ impl ArchiveCli {
             )));
         }
         Ok(archive::Settings {
-            repo: file.repo(self.common.repo.as_deref())?,
+            repos: file.repos(&self.common.repo)?,
+            store: file.store_options(self.common.deadline)?,
             compression,
             level,
         })

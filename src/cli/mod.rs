@@ -21,9 +21,15 @@ use crate::logging::Verbosity;
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Repository: a directory path or file:// URL.
+    /// Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or
+    /// gs://bucket/prefix. May be given more than once: archive stores into every one,
+    /// restore reads from the first that has the file.
     #[arg(long, env = "UXWAL_REPO", value_name = "LOCATION")]
-    pub repo: Option<String>,
+    pub repo: Vec<String>,
+
+    /// Seconds all storage work of this command may take [default: 60, or `deadline` in the file].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub deadline: Option<u64>,
 
     /// Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists.
     #[arg(long, env = "UXWAL_CONFIG", value_name = "FILE")]

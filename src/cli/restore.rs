@@ -57,7 +57,8 @@ impl RestoreCli {
 
     pub fn settings(&self, file: &ConfigFile) -> Result<restore::Settings> {
         Ok(restore::Settings {
-            repo: file.repo(self.common.repo.as_deref())?,
+            repos: file.repos(&self.common.repo)?,
+            store: file.store_options(self.common.deadline)?,
         })
     }
 }

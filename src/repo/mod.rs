@@ -16,6 +16,7 @@
 
 pub mod local;
 pub mod object;
+pub mod remote;
 
 use std::io::{self, Read, Seek, Write};
 use std::time::SystemTime;
@@ -131,8 +132,21 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Opens `location`: a directory path or a `file://` URL. Opening touches nothing.
+    /// Opens `location` with default settings (see [`Repository::open_with`]).
     pub fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, &remote::StoreOptions::default())
+    }
+
+    /// Opens `location`: a directory path, a `file://` URL, or an object storage
+    /// URL (`s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`).
+    /// Opening sends no request.
+    pub fn open_with(location: &str, options: &remote::StoreOptions) -> Result<Self> {
+        if let Some(scheme) = remote::Scheme::of(location) {
+            let (store, shown, prefix) = remote::build(scheme, location, options)?;
+            let backend = object::ObjectStoreBackend::new(store, &shown, &prefix, options.deadline)
+                .map_err(|e| Error::Config(format!("cannot start the storage client: {e}")))?;
+            return Ok(Self::with_backend(Box::new(backend)));
+        }
         let path = match location.split_once("://") {
             None if !location.is_empty() => location,
             Some(("file", path)) if path.starts_with('/') => path,
@@ -426,13 +440,25 @@ mod conformance {
     fn object_store_in_memory() {
         let store = std::sync::Arc::new(object_store::memory::InMemory::new());
         run(Repository::with_backend(Box::new(
-            object::ObjectStoreBackend::new(store, "memory://", "prefix").unwrap(),
+            object::ObjectStoreBackend::new(
+                store,
+                "memory://",
+                "prefix",
+                std::time::Duration::from_secs(10),
+            )
+            .unwrap(),
         )));
     }
 
     #[test]
     fn unsupported_locations_are_refused() {
-        for loc in ["", "s3x://b/p", "file://relative", "http://x/y"] {
+        for loc in [
+            "",
+            "s3x://b/p",
+            "file://relative",
+            "http://x/y",
+            "s3://user:pw@b/p",
+        ] {
             assert!(
                 matches!(Repository::open(loc), Err(Error::UnsupportedLocation(_))),
                 "{loc}"

@@ -1,18 +1,21 @@
 //! A repository in any `object_store` store (S3, Azure, GCS; in-memory in tests).
 //!
 //! The commands are short-lived processes, so the async store is driven by a
-//! current-thread tokio runtime that lives here and nowhere else. Every object is
-//! sent as one `PutMode::Create` request: multipart uploads complete with an
-//! overwrite, so they are never used for archive objects.
+//! current-thread tokio runtime that lives here and nowhere else. Every storage
+//! operation runs under the command's overall deadline. Every object is sent as
+//! one `PutMode::Create` request: multipart uploads complete with an overwrite,
+//! so they are never used for archive objects.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::io::{self, Cursor};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::runtime::Runtime;
-
-use futures::{StreamExt, TryStreamExt};
 
 use super::{Backend, Listed, Object, PutOutcome, Staged};
 
@@ -25,12 +28,42 @@ struct Shared {
     runtime: Runtime,
     location: String,
     prefix: String,
+    /// The whole command's storage work ends by then (`StoreOptions::deadline`).
+    deadline: Instant,
+    budget: Duration,
+}
+
+impl Shared {
+    /// Runs one storage operation within the command's deadline. The outer error
+    /// is the deadline passing; the inner result is the store's own answer.
+    fn block<T>(
+        &self,
+        op: impl Future<Output = object_store::Result<T>>,
+    ) -> io::Result<object_store::Result<T>> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.runtime
+            .block_on(async { tokio::time::timeout(left, op).await })
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within the deadline of {} s",
+                        self.budget.as_secs()
+                    ),
+                )
+            })
+    }
 }
 
 impl ObjectStoreBackend {
     /// `location` is what messages show (never with credentials); `prefix` is the
-    /// key prefix inside the store.
-    pub fn new(store: Arc<dyn ObjectStore>, location: &str, prefix: &str) -> io::Result<Self> {
+    /// key prefix inside the store; `deadline` bounds all the work of this command.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        deadline: Duration,
+    ) -> io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -38,6 +71,8 @@ impl ObjectStoreBackend {
             runtime,
             location: location.to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
+            deadline: Instant::now() + deadline,
+            budget: deadline,
         };
         Ok(ObjectStoreBackend {
             store,
@@ -54,6 +89,7 @@ impl ObjectStoreBackend {
     }
 }
 
+/// Maps a store error to I/O, keeping what the caller must distinguish.
 fn to_io(e: object_store::Error) -> io::Error {
     let kind = match &e {
         object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
@@ -91,8 +127,7 @@ impl Staged for ObjectStaged {
         let payload = PutPayload::from(self.body);
         match self
             .shared
-            .runtime
-            .block_on(self.store.put_opts(&self.path, payload, opts))
+            .block(self.store.put_opts(&self.path, payload, opts))?
         {
             Ok(_) => Ok(PutOutcome::Created),
             // Also what a retried create whose first attempt landed returns: the
@@ -119,10 +154,9 @@ impl Backend for ObjectStoreBackend {
 
     fn get(&self, key: &str) -> io::Result<Option<Object>> {
         let path = self.path(key);
-        let fetched = self.shared.runtime.block_on(async {
-            let r = self.store.get(&path).await?;
-            r.bytes().await
-        });
+        let fetched = self
+            .shared
+            .block(async { self.store.get(&path).await?.bytes().await })?;
         match fetched {
             Ok(bytes) => Ok(Some(Object {
                 len: bytes.len() as u64,
@@ -148,8 +182,7 @@ impl Backend for ObjectStoreBackend {
         };
         let metas: Vec<object_store::ObjectMeta> = self
             .shared
-            .runtime
-            .block_on(self.store.list(root.as_ref()).try_collect())
+            .block(self.store.list(root.as_ref()).try_collect())?
             .map_err(to_io)?;
         Ok(metas
             .into_iter()
@@ -165,20 +198,33 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn delete(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        // The store's bulk delete where it has one (S3 DeleteObjects), in batches.
         let paths: Vec<object_store::Result<Path>> =
             keys.iter().map(|k| Ok(self.path(k))).collect();
-        let outcomes: Vec<object_store::Result<Path>> = self.shared.runtime.block_on(
-            self.store
-                .delete_stream(futures::stream::iter(paths).boxed())
-                .collect(),
-        );
-        let mut deleted = std::collections::HashSet::new();
+        let stream = self
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
+        let outcomes = match self
+            .shared
+            .block(async { Ok(stream.collect::<Vec<_>>().await) })
+        {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(e)) => vec![Err(e)],
+            Err(deadline) => {
+                return keys
+                    .iter()
+                    .map(|_| Err(io::Error::new(deadline.kind(), deadline.to_string())))
+                    .collect();
+            }
+        };
+        let mut deleted = HashSet::new();
         let mut errors = Vec::new();
         for outcome in outcomes {
             match outcome {
                 Ok(p) => {
                     deleted.insert(p);
                 }
+                // Already gone (Azure answers 404 for that): what deleting wanted.
                 Err(object_store::Error::NotFound { path, .. }) => {
                     deleted.insert(Path::from(path));
                 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod servers;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,12 @@ pub const SYSID: u64 = 7_312_345_678_901_234_567;
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
+    /// The local repository directory (when `location` is local).
     pub repo: PathBuf,
+    /// What `$REPO` expands to: `repo`, or an object storage URL.
+    pub location: String,
+    /// Extra environment for every command (object storage settings).
+    pub env: Vec<(String, String)>,
 }
 
 /// What a command did.
@@ -46,7 +52,14 @@ impl Site {
         let data = dir.path().join("data");
         fs::create_dir_all(data.join("pg_wal")).unwrap();
         let repo = dir.path().join("repo");
-        Site { dir, data, repo }
+        let location = repo.display().to_string();
+        Site {
+            dir,
+            data,
+            repo,
+            location,
+            env: Vec::new(),
+        }
     }
 
     /// Runs `template` through `sh -c` in the data directory after substituting
@@ -59,7 +72,8 @@ impl Site {
             .current_dir(&self.data)
             .env("ARCHIVE", ARCHIVE)
             .env("RESTORE", RESTORE)
-            .env("REPO", &self.repo)
+            .env("REPO", &self.location)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("UXWAL_REPO")
             .env_remove("UXWAL_CONFIG")
             .output()

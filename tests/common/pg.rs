@@ -417,6 +417,8 @@ pub struct Cluster {
     bin: PathBuf,
     repo: PathBuf,
     log: PathBuf,
+    /// Replaces `--repo <repo>` in the uxwal commands (see [`Cluster::set_repo_args`]).
+    repo_args: Option<String>,
     running: bool,
     /// Last so that it is removed after the server is stopped.
     dir: TempDir,
@@ -458,6 +460,7 @@ impl Cluster {
             bin,
             repo,
             log: root.join("server.log"),
+            repo_args: None,
             running: false,
             dir,
         }
@@ -577,19 +580,37 @@ impl Cluster {
     /// into its repository.
     pub fn archive_command(&self) -> String {
         format!(
-            "{} --repo {} %p %f",
+            "{} {} %p %f",
             self.bin.join("uxwal-archive").display(),
-            self.repo.display()
+            self.repo_arg()
         )
+    }
+
+    fn repo_arg(&self) -> String {
+        self.repo_args
+            .clone()
+            .unwrap_or_else(|| format!("--repo {}", self.repo.display()))
+    }
+
+    /// Makes the uxwal commands use `args` (e.g. `--config FILE` naming an S3
+    /// repository) instead of `--repo <repo dir>`, rewriting both commands in
+    /// `postgresql.conf` (later lines win). Call before `start`.
+    pub fn set_repo_args(&mut self, args: &str) {
+        self.repo_args = Some(args.to_string());
+        self.append_conf(&format!(
+            "archive_command = '{}'\nrestore_command = '{}'\n",
+            self.archive_command(),
+            self.restore_command()
+        ));
     }
 
     /// The `restore_command` this cluster uses: its copy of uxwal-restore
     /// from its repository.
     pub fn restore_command(&self) -> String {
         format!(
-            "{} --repo {} %f %p",
+            "{} {} %f %p",
             self.bin.join("uxwal-restore").display(),
-            self.repo.display()
+            self.repo_arg()
         )
     }
 

@@ -1,0 +1,416 @@
+//! One conformance suite, run against every repository kind: a local directory,
+//! S3 (moto) and Azure Blob (Azurite). Then the faults only remote storage has:
+//! a server that stops answering, bad credentials, an unreachable endpoint.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::servers::{Azure, Server, S3};
+use common::*;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use uxwal::repo::remote::{self, Scheme, StoreOptions};
+
+const SEG: &str = "000000010000000000000003";
+
+/// A site whose repository lives on one kind of storage, with its server.
+struct Fixture {
+    site: Site,
+    server: Option<Box<dyn std::any::Any>>,
+}
+
+impl Fixture {
+    fn local() -> Fixture {
+        Fixture {
+            site: Site::new(),
+            server: None,
+        }
+    }
+
+    fn s3() -> Fixture {
+        let s3 = S3::start("walbucket");
+        let mut site = Site::new();
+        site.location = s3.location("cluster/main");
+        site.env = s3.env();
+        Fixture {
+            site,
+            server: Some(Box::new(s3)),
+        }
+    }
+
+    fn azure() -> Fixture {
+        let az = Azure::start("walcontainer");
+        let mut site = Site::new();
+        site.location = az.location("cluster/main");
+        site.env = az.env();
+        Fixture {
+            site,
+            server: Some(Box::new(az)),
+        }
+    }
+
+    fn server(&self) -> &Server {
+        let any = self.server.as_ref().expect("remote fixture");
+        if let Some(s3) = any.downcast_ref::<S3>() {
+            &s3.server
+        } else {
+            &any.downcast_ref::<Azure>().unwrap().server
+        }
+    }
+
+    /// Replaces an archived object behind uxwal's back (a store client of its own).
+    fn overwrite(&self, key: &str, f: &dyn Fn(&mut Vec<u8>)) {
+        match &self.server {
+            None => {
+                let path = self.site.repo.join(key);
+                let mut bytes = fs::read(&path).unwrap();
+                f(&mut bytes);
+                fs::write(&path, bytes).unwrap();
+            }
+            Some(_) => {
+                let scheme = Scheme::of(&self.site.location).unwrap();
+                let mut options = StoreOptions::default();
+                let table = match scheme {
+                    Scheme::S3 => &mut options.s3,
+                    _ => &mut options.azure,
+                };
+                for (k, v) in &self.site.env {
+                    table.insert(k.to_ascii_lowercase(), v.clone());
+                }
+                // The emulator URL variable is read from the process environment.
+                table.remove("azurite_blob_storage_url");
+                let (store, _, prefix): (Arc<dyn ObjectStore>, _, _) =
+                    temp_env(&self.site.env, || {
+                        remote::build(scheme, &self.site.location, &options).unwrap()
+                    });
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let path = StorePath::from(format!("{prefix}/{key}"));
+                rt.block_on(async {
+                    let mut bytes = store
+                        .get(&path)
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap()
+                        .to_vec();
+                    f(&mut bytes);
+                    store.put(&path, PutPayload::from(bytes)).await.unwrap();
+                });
+            }
+        }
+    }
+}
+
+/// Runs `f` with `env` set in this process (the Azure emulator URL is read from it).
+fn temp_env<T>(env: &[(String, String)], f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    for (k, v) in env {
+        // SAFETY: serialised by LOCK; tests that read these variables take it too.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let out = f();
+    for (k, _) in env {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(k) };
+    }
+    out
+}
+
+fn conformance(fx: Fixture) {
+    let site = &fx.site;
+    let seg = segment(SEG, MIB, SYSID, 1);
+    site.write_wal(SEG, &seg);
+    let history = b"1\t0/3000000\tno recovery target specified\n";
+    site.write_wal("00000002.history", history);
+
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    // Archive, restore.
+    for name in [SEG, "00000002.history"] {
+        let r = site.archive(name, "");
+        assert_eq!(r.code, 0, "archive {name}: {}", r.stderr);
+        let r = site.restore(name, "");
+        assert_eq!(r.code, 0, "restore {name}: {}", r.stderr);
+    }
+    assert_eq!(site.restored().unwrap(), history);
+    assert_eq!(site.restore(SEG, "").code, 0);
+    assert_eq!(site.restored().unwrap(), seg);
+
+    // Duplicates.
+    let r = site.archive(SEG, "--compress gzip");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("identical content"), "{}", r.stderr);
+    site.write_wal("00000002.history", b"1\t0/3000000\tother\n");
+    let r = site.archive("00000002.history", "");
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
+
+    // Missing file: exit 1, silent, fast.
+    let started = Instant::now();
+    let r = site.restore("000000010000000000000009", "");
+    assert_eq!((r.code, r.stderr.as_str()), (1, ""));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Wrong cluster.
+    let other = "000000010000000000000004";
+    site.write_wal(other, &segment(other, MIB, 42, 1));
+    let r = site.archive(other, "");
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("separate repository"), "{}", r.stderr);
+
+    // Concurrent pushes of one name with different content: exactly one wins.
+    let racy = "000000010000000000000005";
+    let mut children = Vec::new();
+    for i in 0..6u64 {
+        let path = site.dir.path().join(format!("copy{i}"));
+        fs::write(&path, segment(racy, MIB, SYSID, 10 + i % 2)).unwrap();
+        children.push(
+            Command::new(ARCHIVE)
+                .args(["--repo", &site.location])
+                .arg(&path)
+                .arg(racy)
+                .envs(site.env.iter().map(|(k, v)| (k, v)))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+        .collect();
+    assert_eq!(site.restore(racy, "").code, 0);
+    let stored = site.restored().unwrap();
+    let winner = (0..2)
+        .find(|s| segment(racy, MIB, SYSID, 10 + s) == stored)
+        .expect("a whole copy won");
+    for (i, code) in codes.iter().enumerate() {
+        assert_eq!(
+            *code,
+            if i as u64 % 2 == winner { 0 } else { 1 },
+            "writer {i}: {codes:?}"
+        );
+    }
+
+    // A corrupted object never reaches the destination; recovery stops.
+    fx.overwrite(&format!("wal/0000000100000000/{SEG}"), &|b| b[100] ^= 0x40);
+    fs::remove_file(site.wal("RECOVERYXLOG")).unwrap(); // PostgreSQL removes a stale %p first
+    let r = site.restore(SEG, "");
+    assert_eq!(r.code, 200, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("damaged") && r.stderr.contains(SEG),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(site.restored(), None);
+}
+
+#[test]
+fn conformance_local_directory() {
+    conformance(Fixture::local());
+}
+
+#[test]
+fn conformance_s3() {
+    conformance(Fixture::s3());
+}
+
+#[test]
+fn conformance_azure() {
+    conformance(Fixture::azure());
+}
+
+/// A config file with a short deadline, for the fault tests.
+fn short_deadline(site: &Site, extra: &str) -> String {
+    let conf = site.dir.path().join("uxwal.toml");
+    fs::write(
+        &conf,
+        format!("deadline = 3\nrequest_timeout = 2\nretries = 1\n{extra}"),
+    )
+    .unwrap();
+    format!("--config {}", conf.display())
+}
+
+#[test]
+fn a_server_that_stops_answering_fails_within_the_deadline_and_recovers() {
+    let fx = Fixture::s3();
+    let site = &fx.site;
+    let conf = short_deadline(site, "");
+    for (i, name) in ["000000010000000000000003", "000000010000000000000004"]
+        .iter()
+        .enumerate()
+    {
+        site.write_wal(name, &segment(name, MIB, SYSID, i as u64));
+    }
+    assert_eq!(site.archive("000000010000000000000003", &conf).code, 0);
+    fx.server().freeze();
+    let started = Instant::now();
+    let r = site.archive("000000010000000000000004", &conf);
+    let took = started.elapsed();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        took < Duration::from_secs(10),
+        "deadline 3 s, took {took:?}"
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("000000010000000000000004"),
+        "{}",
+        r.stderr
+    );
+    // Restore during point-in-time recovery: an error, not "not found".
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let r = site.restore("000000010000000000000003", &conf);
+    assert_eq!(r.code, 200, "{}", r.stderr);
+    fx.server().thaw();
+    // Back: the retried archive succeeds (whatever the lost request did).
+    let r = site.archive("000000010000000000000004", &conf);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(site.restore("000000010000000000000004", &conf).code, 0);
+    assert_eq!(
+        site.restored().unwrap(),
+        segment("000000010000000000000004", MIB, SYSID, 1)
+    );
+}
+
+#[test]
+fn bad_credentials_fail_clearly_without_printing_the_secret() {
+    let az = Azure::start("walcontainer");
+    let mut site = Site::new();
+    site.location = az.location("p");
+    let wrong = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS0xMjM0NTY3ODkw";
+    site.env = vec![
+        (
+            "AZURE_STORAGE_ACCOUNT_NAME".into(),
+            "devstoreaccount1".into(),
+        ),
+        ("AZURE_STORAGE_ACCOUNT_KEY".into(), wrong.into()),
+        ("AZURE_STORAGE_USE_EMULATOR".into(), "true".into()),
+        (
+            "AZURITE_BLOB_STORAGE_URL".into(),
+            format!("http://127.0.0.1:{}", az.server.port),
+        ),
+    ];
+    site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
+    let conf = short_deadline(&site, "");
+    let r = site.archive(SEG, &format!("{conf} --verbose"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains(wrong),
+        "the secret must never be printed: {}",
+        r.stderr
+    );
+    let lower = r.stderr.to_lowercase();
+    assert!(
+        lower.contains("403") || lower.contains("auth") || lower.contains("permission"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_endpoint_stops_point_in_time_recovery() {
+    let mut site = Site::new();
+    let closed = common::servers::free_port();
+    site.location = "s3://walbucket/p".into();
+    site.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        (
+            "AWS_ENDPOINT_URL".into(),
+            format!("http://127.0.0.1:{closed}"),
+        ),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+    ];
+    let conf = short_deadline(&site, "");
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let r = site.restore(SEG, &conf);
+    assert_eq!(r.code, 200, "{}", r.stderr);
+    assert!(!r.stderr.contains("testing"), "{}", r.stderr);
+    // On a standby the same error is exit 1: it falls back to streaming.
+    fs::write(site.data.join("standby.signal"), "").unwrap();
+    assert_eq!(site.restore(SEG, &conf).code, 1);
+    // Archiving to it fails with exit 1.
+    site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
+    assert_eq!(site.archive(SEG, &conf).code, 1);
+}
+
+#[test]
+fn settings_come_from_the_config_file_and_the_environment_wins() {
+    let s3 = S3::start("walbucket");
+    let mut site = Site::new();
+    site.location = s3.location("fromconf");
+    // Everything in the file: endpoint, credentials (file made private).
+    let conf = site.dir.path().join("uxwal.toml");
+    fs::write(
+        &conf,
+        format!(
+            "repo = \"{}\"\n[s3]\nendpoint = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nregion = \"us-east-1\"\nallow_http = true\n",
+            site.location,
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
+    site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
+    let r = site.sh(
+        &format!("\"$ARCHIVE\" --config {} %p %f", conf.display()),
+        &format!("pg_wal/{SEG}"),
+        SEG,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("readable by group or others"),
+        "a world-readable secret warns: {}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("testing"));
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).unwrap();
+    let r = site.sh(
+        &format!("\"$RESTORE\" --config {} %f %p", conf.display()),
+        "pg_wal/RECOVERYXLOG",
+        SEG,
+    );
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    // The environment beats the file: a dead endpoint in the environment fails.
+    site.env = vec![(
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://127.0.0.1:{}", common::servers::free_port()),
+    )];
+    fs::write(site.data.join("standby.signal"), "").unwrap();
+    let conf2 = site.dir.path().join("uxwal2.toml");
+    let text = fs::read_to_string(&conf).unwrap().replacen(
+        "repo =",
+        "deadline = 3\nretries = 0\nrepo =",
+        1,
+    );
+    fs::write(&conf2, text).unwrap();
+    let r = site.sh(
+        &format!("\"$RESTORE\" --config {} %f %p", conf2.display()),
+        "pg_wal/RECOVERYXLOG",
+        SEG,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // Unknown keys in a store table are refused.
+    fs::write(&conf2, "[s3]\nendpoitn = \"x\"\n").unwrap();
+    let r = site.sh(
+        &format!(
+            "\"$ARCHIVE\" --config {} --repo s3://b/p %p %f",
+            conf2.display()
+        ),
+        &format!("pg_wal/{SEG}"),
+        SEG,
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("endpoitn"), "{}", r.stderr);
+}
