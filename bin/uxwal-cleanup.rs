@@ -2,8 +2,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use uxwal::cli::CleanupCli;
 
 fn main() -> ExitCode {
-    let _cli = uxwal::cli::CleanupCli::parse();
-    ExitCode::from(uxwal::exit::FAILURE)
+    let cli = CleanupCli::parse();
+    uxwal::logging::init("uxwal-cleanup", cli.verbosity());
+    let stdout = std::io::stdout();
+    uxwal::exit::cleanup(
+        cli.settings()
+            .and_then(|s| uxwal::cleanup::run(&s, &mut stdout.lock())),
+    )
 }

@@ -2,8 +2,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use uxwal::cli::VerifyCli;
 
 fn main() -> ExitCode {
-    let _cli = uxwal::cli::VerifyCli::parse();
-    ExitCode::from(uxwal::exit::FAILURE)
+    let cli = VerifyCli::parse();
+    uxwal::logging::init("uxwal-verify", cli.common.verbosity());
+    uxwal::exit::verify(
+        cli.settings()
+            .and_then(|s| uxwal::verify::run_and_print(&s)),
+    )
 }

@@ -71,3 +71,48 @@ pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy, wal_name: &
         },
     }
 }
+
+/// Maps a cleanup outcome to `pg_archivecleanup`'s exit codes, logging the error
+/// line: [`USAGE`] for a bad command line, name or archive location (nothing was
+/// touched), [`FAILURE`] when listing, reading or some removal failed, else
+/// [`SUCCESS`]. The database only logs a WARNING for a nonzero exit.
+pub fn cleanup(
+    outcome: std::result::Result<crate::cleanup::Report, crate::cleanup::CleanupError>,
+) -> ExitCode {
+    use crate::cleanup::CleanupError;
+    match outcome {
+        Ok(report) if report.failed == 0 => ExitCode::from(SUCCESS),
+        Ok(report) => {
+            tracing::error!(
+                "could not remove {} of {} files; the others were removed",
+                report.failed,
+                report.failed + report.removed
+            );
+            ExitCode::from(FAILURE)
+        }
+        Err(e @ CleanupError::Usage(_)) => {
+            tracing::error!("{e} (try \"uxwal-cleanup --help\")");
+            ExitCode::from(USAGE)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+/// Maps a verification to its exit code: [`SUCCESS`] only when nothing at all is
+/// wrong, [`FAILURE`] when a problem was found (the report names each), [`USAGE`]
+/// when it could not run (bad command line, or the repository cannot be read).
+pub fn verify(
+    outcome: std::result::Result<crate::verify::report::Report, crate::verify::VerifyError>,
+) -> ExitCode {
+    match outcome {
+        Ok(report) if report.ok => ExitCode::from(SUCCESS),
+        Ok(_) => ExitCode::from(FAILURE),
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(USAGE)
+        }
+    }
+}

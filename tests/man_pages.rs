@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use clap::CommandFactory;
-use uxwal::cli::{ArchiveCli, RestoreCli};
+use uxwal::cli::{ArchiveCli, CleanupCli, RestoreCli, VerifyCli};
 
 fn render(cmd: clap::Command) -> Vec<u8> {
     let mut out = Vec::new();
@@ -21,6 +21,8 @@ fn man_pages_match_the_code() {
     let pages = [
         ("uxwal-archive.1", render(ArchiveCli::command())),
         ("uxwal-restore.1", render(RestoreCli::command())),
+        ("uxwal-cleanup.1", render(CleanupCli::command())),
+        ("uxwal-verify.1", render(VerifyCli::command())),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
     let update = std::env::var_os("UXWAL_UPDATE_MAN").is_some();
@@ -44,6 +46,8 @@ fn every_option_and_exit_code_is_in_the_man_page() {
     for (cmd, page) in [
         (ArchiveCli::command(), "uxwal-archive.1"),
         (RestoreCli::command(), "uxwal-restore.1"),
+        (CleanupCli::command(), "uxwal-cleanup.1"),
+        (VerifyCli::command(), "uxwal-verify.1"),
     ] {
         let text =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(page))

@@ -22,8 +22,9 @@ use crate::logging::Verbosity;
 #[derive(Debug, Args)]
 pub struct Common {
     /// Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or
-    /// gs://bucket/prefix. May be given more than once: archive stores into every one,
-    /// restore reads from the first that has the file.
+    /// gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once
+    /// (archive stores into every one, restore reads from the first that has the file);
+    /// uxwal-cleanup and uxwal-verify take one.
     #[arg(long, env = "UXWAL_REPO", value_name = "LOCATION")]
     pub repo: Vec<String>,
 

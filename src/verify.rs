@@ -1,1 +1,0 @@
-//! `uxwal-verify`: prove an archive is complete and intact (stub).

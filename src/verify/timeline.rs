@@ -1,0 +1,571 @@
+//! Timelines and continuity: which segments an archive must hold, and which a
+//! base backup needs to reach the newest archived WAL.
+//!
+//! Two rules, both from PostgreSQL's source:
+//!
+//! * A timeline's history file (`timeline.c` `writeTimeLineHistory`) lists every
+//!   ancestor with the LSN where its child forked off. The child begins at that
+//!   switch point `S`: its first segment is the one holding `S` (a copy of the
+//!   parent's up to `S`, `xlog.c` `XLogInitNewTimeline`), or, when `S` falls on a
+//!   segment boundary, the next fresh one. The parent's WAL runs up to `S`, so the
+//!   parent must hold every segment through the one holding the byte before `S`;
+//!   for that last one a `.partial` is enough (it is exactly "the parent up to the
+//!   switch"), anywhere else a `.partial` never replaces a full segment.
+//! * Recovery reads segment `n` from the newest timeline of the target's history
+//!   whose first segment is at or before `n` (`xlogrecovery.c`
+//!   `XLogFileReadAnyTLI`), so restoring a backup to the newest timeline needs,
+//!   for every segment from the backup's start on, that timeline's copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::wal_name::SegmentName;
+
+/// A WAL position, shown as PostgreSQL shows it (`%X/%X`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// Parses `X/X` (hex, PostgreSQL's `%X/%X`).
+    pub fn parse(s: &str) -> Option<Lsn> {
+        let (hi, lo) = s.trim().split_once('/')?;
+        let hi = u32::from_str_radix(hi, 16).ok()?;
+        let lo = u32::from_str_radix(lo, 16).ok()?;
+        Some(Lsn((u64::from(hi) << 32) | u64::from(lo)))
+    }
+
+    /// The segment holding this position.
+    pub fn segment(self, segment_size: u64) -> u64 {
+        self.0 / segment_size
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// One line of a history file: `parent` ended (and its child began) at `switch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fork {
+    pub parent: u32,
+    pub switch: Lsn,
+}
+
+/// Parses the history file of timeline `own` (`timeline.c` `readTimeLineHistory`):
+/// `parentTLI<TAB>X/X<TAB>reason` lines; blank lines and `#` comments allowed;
+/// timelines strictly increasing and below `own`, switch points not decreasing.
+pub fn parse_history(own: u32, text: &str) -> Result<Vec<Fork>, String> {
+    let mut forks: Vec<Fork> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(tli), Some(lsn)) = (fields.next(), fields.next()) else {
+            return Err(format!(
+                "line {}: expected a timeline and a switch point",
+                n + 1
+            ));
+        };
+        let parent: u32 = tli
+            .parse()
+            .map_err(|_| format!("line {}: {tli:?} is not a timeline ID", n + 1))?;
+        let switch =
+            Lsn::parse(lsn).ok_or_else(|| format!("line {}: {lsn:?} is not an LSN", n + 1))?;
+        if parent == 0 || parent >= own || forks.last().is_some_and(|f| f.parent >= parent) {
+            return Err(format!(
+                "line {}: timeline {parent} is out of order (timelines must increase and stay below {own})",
+                n + 1
+            ));
+        }
+        if forks.last().is_some_and(|f| f.switch > switch) {
+            return Err(format!(
+                "line {}: switch point {switch} goes backwards",
+                n + 1
+            ));
+        }
+        forks.push(Fork { parent, switch });
+    }
+    if forks.is_empty() && own > 1 {
+        return Err("no timeline lines".into());
+    }
+    Ok(forks)
+}
+
+/// What a backup history file (`<segment>.XXXXXXXX.backup`) records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub start: Lsn,
+    pub stop: Lsn,
+    pub start_timeline: u32,
+    pub label: String,
+    pub start_time: Option<String>,
+    pub stop_time: Option<String>,
+}
+
+/// Parses a backup history file (contract §4: `START WAL LOCATION: 0/C000028 (file …)`,
+/// `STOP WAL LOCATION`, `LABEL`, `START TIMELINE`, ...). `name_timeline` is used
+/// when `START TIMELINE` is absent (older releases).
+pub fn parse_backup(text: &str, name_timeline: u32) -> Result<BackupInfo, String> {
+    let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once(": ") {
+            fields.entry(k.trim()).or_insert(v.trim());
+        }
+    }
+    let lsn = |key: &str| -> Result<Lsn, String> {
+        let v = fields.get(key).ok_or_else(|| format!("no {key} line"))?;
+        let first = v.split_whitespace().next().unwrap_or("");
+        Lsn::parse(first).ok_or_else(|| format!("{key} {v:?} is not an LSN"))
+    };
+    let start = lsn("START WAL LOCATION")?;
+    let stop = lsn("STOP WAL LOCATION")?;
+    let start_timeline = match fields.get("START TIMELINE") {
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("START TIMELINE {v:?} is not a timeline ID"))?,
+        None => name_timeline,
+    };
+    if stop < start {
+        return Err(format!(
+            "STOP WAL LOCATION {stop} is before START WAL LOCATION {start}"
+        ));
+    }
+    Ok(BackupInfo {
+        start,
+        stop,
+        start_timeline,
+        label: fields.get("LABEL").unwrap_or(&"").to_string(),
+        start_time: fields.get("START TIME").map(|s| s.to_string()),
+        stop_time: fields.get("STOP TIME").map(|s| s.to_string()),
+    })
+}
+
+/// The timeline tree: each timeline's parent and switch point, from every
+/// history file (a timeline's own file wins over what its descendants say).
+#[derive(Debug, Default, Clone)]
+pub struct Tree {
+    parents: BTreeMap<u32, Fork>,
+}
+
+/// One timeline on the way from the root to a target timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub timeline: u32,
+    /// Where it began (its parent's switch point); 0 for the root.
+    pub begin: Lsn,
+    /// Where its child on this path began; `None` for the target itself.
+    pub end: Option<Lsn>,
+}
+
+impl Tree {
+    /// Builds the tree from the parsed history files (timeline → its forks).
+    pub fn new(histories: &BTreeMap<u32, Vec<Fork>>) -> Tree {
+        let mut parents = BTreeMap::new();
+        // What descendants say (newest first), then each timeline's own file wins.
+        for (&own, forks) in histories.iter().rev() {
+            let children = forks.iter().skip(1).map(|f| f.parent).chain([own]);
+            for (fork, child) in forks.iter().zip(children) {
+                parents.entry(child).or_insert(*fork);
+            }
+        }
+        for (&own, forks) in histories {
+            if let Some(last) = forks.last() {
+                parents.insert(own, *last);
+            }
+        }
+        Tree { parents }
+    }
+
+    pub fn parent(&self, timeline: u32) -> Option<Fork> {
+        self.parents.get(&timeline).copied()
+    }
+
+    /// Every timeline the tree knows (as a child or as a parent).
+    pub fn timelines(&self) -> BTreeSet<u32> {
+        self.parents
+            .iter()
+            .flat_map(|(&c, f)| [c, f.parent])
+            .collect()
+    }
+
+    /// Children of `timeline` with their switch points.
+    pub fn children(&self, timeline: u32) -> impl Iterator<Item = (u32, Lsn)> + '_ {
+        self.parents
+            .iter()
+            .filter(move |(_, f)| f.parent == timeline)
+            .map(|(&c, f)| (c, f.switch))
+    }
+
+    /// The ancestry of `target`, root first. Stops at a timeline whose parent is
+    /// unknown (timeline 1, or a missing history file).
+    pub fn path(&self, target: u32) -> Vec<Span> {
+        let mut rev = vec![Span {
+            timeline: target,
+            begin: Lsn(0),
+            end: None,
+        }];
+        let mut cur = target;
+        while let Some(fork) = self.parent(cur) {
+            if fork.parent >= cur {
+                break;
+            }
+            rev.last_mut().expect("non-empty").begin = fork.switch;
+            rev.push(Span {
+                timeline: fork.parent,
+                begin: Lsn(0),
+                end: Some(fork.switch),
+            });
+            cur = fork.parent;
+        }
+        rev.reverse();
+        rev
+    }
+}
+
+/// Segment numbers archived per timeline: full segments and `.partial` files.
+#[derive(Debug, Default, Clone)]
+pub struct Archived {
+    pub full: BTreeMap<u32, BTreeSet<u64>>,
+    pub partial: BTreeMap<u32, BTreeSet<u64>>,
+}
+
+impl Archived {
+    pub fn has_full(&self, timeline: u32, segno: u64) -> bool {
+        self.full.get(&timeline).is_some_and(|s| s.contains(&segno))
+    }
+
+    fn has_partial(&self, timeline: u32, segno: u64) -> bool {
+        self.partial
+            .get(&timeline)
+            .is_some_and(|s| s.contains(&segno))
+    }
+
+    /// The oldest segment number archived on any timeline: nothing older is
+    /// expected (it was never archived, or uxwal-cleanup removed it).
+    pub fn oldest(&self) -> Option<u64> {
+        self.full
+            .values()
+            .chain(self.partial.values())
+            .filter_map(|s| s.first().copied())
+            .min()
+    }
+
+    fn own_range(&self, timeline: u32) -> Option<(u64, u64)> {
+        let sets = [self.full.get(&timeline), self.partial.get(&timeline)];
+        let lo = sets.iter().flatten().filter_map(|s| s.first()).min()?;
+        let hi = sets.iter().flatten().filter_map(|s| s.last()).max()?;
+        Some((*lo, *hi))
+    }
+}
+
+/// Segments a timeline must hold, and the ones it lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuity {
+    pub timeline: u32,
+    /// First and last segment number the timeline must hold.
+    pub required: Option<(u64, u64)>,
+    /// Missing ranges (first, last segment number), in order.
+    pub gaps: Vec<(u64, u64)>,
+}
+
+/// Finds the missing segments of every timeline (see the module docs). Nothing
+/// older than the oldest archived segment is expected: uxwal-cleanup removes
+/// old segments of every timeline alike.
+pub fn continuity(tree: &Tree, archived: &Archived, segment_size: u64) -> Vec<Continuity> {
+    let Some(oldest) = archived.oldest() else {
+        return Vec::new();
+    };
+    let mut timelines = tree.timelines();
+    timelines.extend(archived.full.keys().chain(archived.partial.keys()));
+    let mut out = Vec::new();
+    for tli in timelines {
+        let own = archived.own_range(tli);
+        // The parent's last byte before each child's switch point must be here.
+        let child_end = tree
+            .children(tli)
+            .filter(|(_, s)| s.0 > 0)
+            .map(|(_, s)| (s.0 - 1) / segment_size)
+            .max();
+        let Some(hi) = own.map(|r| r.1).into_iter().chain(child_end).max() else {
+            out.push(Continuity {
+                timeline: tli,
+                required: None,
+                gaps: Vec::new(),
+            });
+            continue;
+        };
+        let begin = match tree.parent(tli) {
+            Some(fork) => fork.switch.segment(segment_size),
+            None => own.map(|r| r.0).unwrap_or(oldest),
+        };
+        let lo = begin.max(oldest);
+        let mut gaps: Vec<(u64, u64)> = Vec::new();
+        if lo <= hi {
+            // Walk the present numbers, not the whole range.
+            let mut next = lo;
+            let present = archived
+                .full
+                .get(&tli)
+                .into_iter()
+                .flat_map(|s| s.range(lo..=hi))
+                .copied();
+            for s in present.chain([hi + 1]) {
+                if s > next {
+                    let mut last = s - 1;
+                    // A .partial is enough only as the timeline's required end.
+                    if last == hi && archived.has_partial(tli, hi) {
+                        if last == next {
+                            next = s + 1;
+                            continue;
+                        }
+                        last -= 1;
+                    }
+                    gaps.push((next, last));
+                }
+                next = s + 1;
+            }
+        }
+        out.push(Continuity {
+            timeline: tli,
+            required: (lo <= hi).then_some((lo, hi)),
+            gaps,
+        });
+    }
+    out
+}
+
+/// Whether a base backup can be restored to the newest archived WAL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restorability {
+    /// The timeline recovery follows (`recovery_target_timeline = 'latest'`).
+    pub target_timeline: u32,
+    /// The newest segment along that timeline's history.
+    pub end: Option<SegmentName>,
+    /// First segment missing (or unusable) on the way there.
+    pub first_missing: Option<SegmentName>,
+    pub missing: u64,
+    /// Why it is not restorable when that is not a missing segment.
+    pub reason: Option<String>,
+}
+
+impl Restorability {
+    pub fn ok(&self) -> bool {
+        self.first_missing.is_none() && self.reason.is_none()
+    }
+}
+
+/// The timeline that serves segment `segno` when recovering along `path`.
+pub fn serving_timeline(path: &[Span], segno: u64, segment_size: u64) -> u32 {
+    path.iter()
+        .rev()
+        .find(|s| s.begin.segment(segment_size) <= segno)
+        .unwrap_or(&path[0])
+        .timeline
+}
+
+/// Checks that every segment from the backup's start to the newest WAL archived
+/// along `target`'s history is present (see the module docs).
+pub fn restorability(
+    tree: &Tree,
+    archived: &Archived,
+    segment_size: u64,
+    backup: &BackupInfo,
+    target: u32,
+) -> Restorability {
+    let path = tree.path(target);
+    let mut r = Restorability {
+        target_timeline: target,
+        end: None,
+        first_missing: None,
+        missing: 0,
+        reason: None,
+    };
+    let Some(span) = path.iter().find(|s| s.timeline == backup.start_timeline) else {
+        r.reason = Some(format!(
+            "its timeline {} is not in the history of the newest timeline {target}",
+            backup.start_timeline
+        ));
+        return r;
+    };
+    if let Some(end) = span.end.filter(|end| backup.start >= *end) {
+        r.reason = Some(format!(
+            "it started at {} on timeline {}, after the newest timeline {target} forked off at {end}",
+            backup.start, backup.start_timeline
+        ));
+        return r;
+    }
+    let start = backup.start.segment(segment_size);
+    // The newest full segment along the path, each timeline within its share.
+    let mut end = None;
+    for (i, s) in path.iter().enumerate() {
+        let from = s.begin.segment(segment_size);
+        let until = path.get(i + 1).map(|n| n.begin.segment(segment_size));
+        if let Some(set) = archived.full.get(&s.timeline) {
+            let newest = match until {
+                Some(u) if u > from => set.range(from..u).next_back(),
+                Some(_) => None,
+                None => set.range(from..).next_back(),
+            };
+            end = end.max(newest.copied());
+        }
+    }
+    // The backup needs at least the WAL up to its stop location.
+    let stop = backup.stop.0.saturating_sub(1) / segment_size;
+    let end = end.unwrap_or(stop).max(stop).max(start);
+    for segno in start..=end {
+        let tli = serving_timeline(&path, segno, segment_size);
+        if !archived.has_full(tli, segno) {
+            r.missing += 1;
+            if r.first_missing.is_none() {
+                r.first_missing = Some(SegmentName::from_segment_number(tli, segno, segment_size));
+            }
+        }
+    }
+    r.end = Some(SegmentName::from_segment_number(
+        serving_timeline(&path, end, segment_size),
+        end,
+        segment_size,
+    ));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SZ: u64 = 16 << 20;
+
+    fn lsn(s: &str) -> Lsn {
+        Lsn::parse(s).unwrap()
+    }
+
+    fn archived(full: &[(u32, u64)], partial: &[(u32, u64)]) -> Archived {
+        let mut a = Archived::default();
+        for &(t, s) in full {
+            a.full.entry(t).or_default().insert(s);
+        }
+        for &(t, s) in partial {
+            a.partial.entry(t).or_default().insert(s);
+        }
+        a
+    }
+
+    #[test]
+    fn parses_real_history_and_backup_files() {
+        let h = parse_history(
+            3,
+            "1\t0/10000B8\tno recovery target specified\n\n# c\n2\t0/3000000\tat restore point \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            vec![
+                Fork {
+                    parent: 1,
+                    switch: lsn("0/10000B8")
+                },
+                Fork {
+                    parent: 2,
+                    switch: lsn("0/3000000")
+                }
+            ]
+        );
+        assert!(parse_history(2, "2\t0/1\tx\n").is_err());
+        assert!(parse_history(3, "2\t0/5\tx\n1\t0/6\tx\n").is_err());
+        assert!(parse_history(2, "1\tzz\tx\n").is_err());
+        let b = parse_backup(
+            "START WAL LOCATION: 0/C000028 (file 00000001000000000000000C)\n\
+             STOP WAL LOCATION: 0/C000100 (file 00000001000000000000000C)\n\
+             CHECKPOINT LOCATION: 0/C000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+             START TIME: 2024-01-01 00:00:00 UTC\nLABEL: nightly: one\nSTART TIMELINE: 1\n\
+             STOP TIME: 2024-01-01 00:00:01 UTC\nSTOP TIMELINE: 1\n",
+            1,
+        )
+        .unwrap();
+        assert_eq!(b.start, lsn("0/C000028"));
+        assert_eq!(b.label, "nightly: one");
+        assert_eq!(lsn("1/C000028").to_string(), "1/C000028");
+    }
+
+    #[test]
+    fn gaps_inside_a_timeline_and_across_switch_points() {
+        // 1 -> 2 at 0/5000100 (inside segment 5), 2 -> 3 at 0/8000000 (a boundary).
+        let mut h = BTreeMap::new();
+        h.insert(2, parse_history(2, "1\t0/5000100\tx").unwrap());
+        h.insert(
+            3,
+            parse_history(3, "1\t0/5000100\tx\n2\t0/8000000\ty").unwrap(),
+        );
+        let tree = Tree::new(&h);
+        let complete = archived(
+            &[
+                (1, 3),
+                (1, 4),
+                (1, 5),
+                (1, 6),
+                (2, 5),
+                (2, 6),
+                (2, 7),
+                (3, 8),
+                (3, 9),
+            ],
+            &[],
+        );
+        let c = continuity(&tree, &complete, SZ);
+        assert!(c.iter().all(|c| c.gaps.is_empty()), "{c:?}");
+        assert_eq!(c[1].required, Some((5, 7)));
+
+        // Timeline 1 ends in a .partial of the switch segment: enough.
+        let partial_end = archived(&[(1, 3), (1, 4), (2, 5), (2, 6), (2, 7), (3, 8)], &[(1, 5)]);
+        assert!(continuity(&tree, &partial_end, SZ)
+            .iter()
+            .all(|c| c.gaps.is_empty()));
+        // ... but not in the middle of a timeline.
+        let partial_mid = archived(
+            &[(1, 3), (1, 4), (1, 6), (2, 5), (2, 6), (2, 7), (3, 8)],
+            &[(1, 5)],
+        );
+        assert_eq!(continuity(&tree, &partial_mid, SZ)[0].gaps, vec![(5, 5)]);
+        // Parent missing up to the switch; child missing its first segment.
+        let holes = archived(&[(1, 3), (2, 6), (2, 7), (3, 8)], &[]);
+        let c = continuity(&tree, &holes, SZ);
+        assert_eq!(c[0].gaps, vec![(4, 5)]);
+        assert_eq!(c[1].gaps, vec![(5, 5)]);
+
+        let backup = BackupInfo {
+            start: lsn("0/3000028"),
+            stop: lsn("0/3000100"),
+            start_timeline: 1,
+            label: "b".into(),
+            start_time: None,
+            stop_time: None,
+        };
+        let r = restorability(&tree, &complete, SZ, &backup, 3);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.end.unwrap().to_string(), "000000030000000000000009");
+        // Recovery reads segment 5 from timeline 2: timeline 1's copy is not needed.
+        let no_tl1_5 = archived(
+            &[(1, 3), (1, 4), (2, 5), (2, 6), (2, 7), (3, 8), (3, 9)],
+            &[],
+        );
+        assert!(restorability(&tree, &no_tl1_5, SZ, &backup, 3).ok());
+        let r = restorability(&tree, &holes, SZ, &backup, 3);
+        assert_eq!(
+            r.first_missing.unwrap().to_string(),
+            "000000010000000000000004"
+        );
+        assert_eq!(r.missing, 2);
+        // A backup taken on timeline 1 after timeline 2 forked off cannot reach 3.
+        let late = BackupInfo {
+            start: lsn("0/6000028"),
+            ..backup
+        };
+        assert!(restorability(&tree, &complete, SZ, &late, 3)
+            .reason
+            .is_some());
+    }
+}
