@@ -740,8 +740,8 @@ fn permission_denied_fails_cleanly() {
 #[test]
 fn kill_9_while_archiving_leaves_no_final_file_and_the_retry_cleans_up() {
     let site = Site::new();
-    // A large incompressible segment at gzip's slowest level takes seconds to write.
-    let mut bytes = segment(SEG1, 64 * MIB, SYSID, 1);
+    // A large incompressible segment at gzip's slowest level takes a while to write.
+    let mut bytes = segment(SEG1, 256 * MIB, SYSID, 1);
     noise(&mut bytes[64..], 3);
     site.write_wal(SEG1, &bytes);
     let mut child = Command::new(ARCHIVE)
@@ -761,9 +761,11 @@ fn kill_9_while_archiving_leaves_no_final_file_and_the_retry_cleans_up() {
     // Wait (by condition, not by time) until the staging file holds data.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
+        // The segment's own staging file: FORMAT and IDENTITY are staged first.
         let staged: u64 = site
             .staging_files()
             .iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(SEG1))
             .filter_map(|p| fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
