@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -318,47 +318,6 @@ fn a_damaged_copy_is_never_taken_for_a_duplicate() {
     let r = site.archive(SEG1, "");
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("damaged"), "{}", r.stderr);
-}
-
-#[test]
-fn concurrent_writers_of_one_name_never_both_win() {
-    let site = Site::new();
-    // Create the repository first so every writer races only on the file.
-    site.write_wal(
-        "000000010000000000000001",
-        &segment("000000010000000000000001", MIB, SYSID, 0),
-    );
-    assert_eq!(site.archive("000000010000000000000001", "").code, 0);
-    let mut children = Vec::new();
-    for i in 0..8u64 {
-        let path = site.dir.path().join(format!("copy{i}"));
-        fs::write(&path, segment(SEG1, MIB, SYSID, i % 2)).unwrap();
-        children.push(
-            Command::new(ARCHIVE)
-                .args([
-                    "--repo",
-                    site.repo.to_str().unwrap(),
-                    path.to_str().unwrap(),
-                    SEG1,
-                ])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-    }
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
-        .collect();
-    assert_eq!(site.restore(SEG1, "").code, 0);
-    let winner = site.restored().unwrap();
-    let winner_seed = (0..2)
-        .find(|s| segment(SEG1, MIB, SYSID, *s) == winner)
-        .expect("one full copy won");
-    for (i, code) in codes.iter().enumerate() {
-        let expected = if i as u64 % 2 == winner_seed { 0 } else { 1 };
-        assert_eq!(*code, expected, "writer {i} (codes {codes:?})");
-    }
 }
 
 #[test]

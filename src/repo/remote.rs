@@ -96,12 +96,13 @@ fn prefix_of(location: &str) -> Result<(String, String)> {
     Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
 }
 
-/// Environment variables with `prefix`, lower-cased, as object_store's `from_env` reads them.
-fn env_settings(prefix: &str) -> Vec<(String, String)> {
-    std::env::vars()
+/// The file's settings, then the environment variables starting with `prefix`
+/// (lower-cased, as object_store's `from_env` reads them), which therefore win.
+fn settings(file: &BTreeMap<String, String>, prefix: &str) -> Vec<(String, String)> {
+    let env = std::env::vars()
         .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v));
+    file.clone().into_iter().chain(env).collect()
 }
 
 /// Builds the store for `location`; returns it with the location to show in
@@ -127,7 +128,7 @@ pub fn build(
             let mut b = AmazonS3Builder::new()
                 .with_client_options(client)
                 .with_retry(retry);
-            for (k, v) in options.s3.clone().into_iter().chain(env_settings("AWS_")) {
+            for (k, v) in settings(&options.s3, "AWS_") {
                 if let Ok(key) = AmazonS3ConfigKey::from_str(&k) {
                     b = b.with_config(key, v);
                 }
@@ -138,12 +139,7 @@ pub fn build(
             let mut b = MicrosoftAzureBuilder::new()
                 .with_client_options(client)
                 .with_retry(retry);
-            for (k, v) in options
-                .azure
-                .clone()
-                .into_iter()
-                .chain(env_settings("AZURE_"))
-            {
+            for (k, v) in settings(&options.azure, "AZURE_") {
                 if let Ok(key) = AzureConfigKey::from_str(&k) {
                     b = b.with_config(key, v);
                 }
@@ -158,12 +154,7 @@ pub fn build(
             let mut b = GoogleCloudStorageBuilder::new()
                 .with_client_options(client)
                 .with_retry(retry);
-            for (k, v) in options
-                .gcs
-                .clone()
-                .into_iter()
-                .chain(env_settings("GOOGLE_"))
-            {
+            for (k, v) in settings(&options.gcs, "GOOGLE_") {
                 if let Ok(key) = GoogleConfigKey::from_str(&k) {
                     b = b.with_config(key, v);
                 }

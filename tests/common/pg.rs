@@ -626,20 +626,26 @@ impl Cluster {
     /// Starts the server and waits until it accepts connections (a server
     /// in archive recovery accepts read-only ones once consistent).
     pub fn start(&mut self) {
+        let log = self.log.clone();
+        // Even a failed start may have left a postmaster behind.
+        self.running = true;
+        self.pg_ctl("start", &[OsStr::new("-l"), log.as_os_str()]);
+    }
+
+    /// Runs `pg_ctl -D <data> -w -t <timeout> <args> <action>` and asserts it
+    /// succeeded, showing the server log's tail when it did not.
+    fn pg_ctl(&self, action: &str, args: &[&OsStr]) {
         let out = pg_command("pg_ctl")
             .current_dir(self.dir.path())
             .arg("-D")
             .arg(&self.data)
-            .arg("-l")
-            .arg(&self.log)
-            .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "start"])
+            .args(args)
+            .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, action])
             .output()
-            .expect("run pg_ctl start");
-        // Even a failed start may have left a postmaster behind.
-        self.running = true;
+            .unwrap_or_else(|e| panic!("run pg_ctl {action}: {e}"));
         assert!(
             out.status.success(),
-            "pg_ctl start of {} failed: {}\n{}\n--- server log (tail)\n{}",
+            "pg_ctl {action} of {} failed: {}\n{}\n--- server log (tail)\n{}",
             self.name,
             out.status,
             String::from_utf8_lossy(&out.stderr),
@@ -654,42 +660,14 @@ impl Cluster {
         if !self.running {
             return;
         }
-        let out = pg_command("pg_ctl")
-            .current_dir(self.dir.path())
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "-t", PG_CTL_TIMEOUT_SECS, "stop"])
-            .output()
-            .expect("run pg_ctl stop");
-        assert!(
-            out.status.success(),
-            "pg_ctl stop of {} failed: {}\n{}\n--- server log (tail)\n{}",
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.log_tail(80)
-        );
+        self.pg_ctl("stop", &[OsStr::new("-m"), OsStr::new("fast")]);
         self.running = false;
     }
 
     /// Promotes a standby (`pg_ctl promote -w`): returns once it accepts
     /// writes.
     pub fn promote(&self) {
-        let out = pg_command("pg_ctl")
-            .current_dir(self.dir.path())
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "promote"])
-            .output()
-            .expect("run pg_ctl promote");
-        assert!(
-            out.status.success(),
-            "pg_ctl promote of {} failed: {}\n{}\n--- server log (tail)\n{}",
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.log_tail(80)
-        );
+        self.pg_ctl("promote", &[]);
     }
 
     /// A libpq connection string for this server (its unix socket), for a
