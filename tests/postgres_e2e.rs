@@ -249,19 +249,80 @@ fn archive_then_restore_to_named_point(wal_segsize_mb: u32) {
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
-    // And it notices a segment missing in the middle of timeline 1.
-    let mut tl1 = files_in_repo(&repo, &|n| n.len() == 24 && n.starts_with("00000001"));
-    tl1.sort();
-    let missing = tl1[tl1.len() / 2].clone();
-    fs::remove_file(find_in_repo(&repo, &missing).unwrap()).unwrap();
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_uxwal-verify"))
+    // Then damaged one way at a time: each damage is named and fails the run.
+    damage_one_way_at_a_time(&repo, u64::from(wal_segsize_mb) << 20);
+}
+
+/// Runs uxwal-verify on `repo`: exit code and report.
+fn verify(repo: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uxwal-verify"))
         .arg("--repo")
-        .arg(&repo)
+        .arg(repo)
         .output()
         .unwrap();
-    let report = String::from_utf8_lossy(&verify.stdout);
-    assert_eq!(verify.status.code(), Some(1), "{report}");
-    assert!(report.contains(&missing), "the gap is named: {report}");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), report)
+}
+
+fn damage_one_way_at_a_time(repo: &Path, segment_size: u64) {
+    let mut tl1 = files_in_repo(repo, &|n| n.len() == 24 && n.starts_with("00000001"));
+    tl1.sort();
+    let victim = tl1[tl1.len() / 2].clone();
+    let path = find_in_repo(repo, &victim).unwrap();
+    let original = fs::read(&path).unwrap();
+
+    // Another cluster's segment of the same name, archived by uxwal-archive elsewhere.
+    let foreign = common::Site::new();
+    foreign.write_wal(&victim, &common::segment(&victim, segment_size, 42, 1));
+    assert_eq!(foreign.archive(&victim, "").code, 0);
+    let foreign_bytes = fs::read(&foreign.archived(&victim)[0]).unwrap();
+
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 0x20;
+    let cases: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("missing segment", None),
+        ("flipped byte", Some(flipped)),
+        ("truncated", Some(original[..original.len() / 2].to_vec())),
+        ("other cluster", Some(foreign_bytes)),
+    ];
+    for (what, content) in cases {
+        match &content {
+            None => fs::remove_file(&path).unwrap(),
+            Some(bytes) => fs::write(&path, bytes).unwrap(),
+        }
+        let (code, report) = verify(repo);
+        assert_eq!(code, Some(1), "{what}: {report}");
+        assert!(
+            report.contains(&victim),
+            "{what}: {victim} is named: {report}"
+        );
+        fs::write(&path, &original).unwrap();
+    }
+
+    // Files that are not part of the archive.
+    let stray = repo.join("tmp").join(format!("{victim}.1.2.uxwal-tmp"));
+    fs::write(&stray, b"left by a crash").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let (code, report) = verify(repo);
+    assert_eq!(code, Some(1), "stray temp file: {report}");
+    assert!(report.contains("uxwal-tmp"), "{report}");
+    fs::remove_file(&stray).unwrap();
+    let unknown = path.parent().unwrap().join("notes.txt");
+    fs::write(&unknown, b"?").unwrap();
+    let (code, report) = verify(repo);
+    assert_eq!(code, Some(1), "unknown file: {report}");
+    assert!(report.contains("notes.txt"), "{report}");
+    fs::remove_file(&unknown).unwrap();
+
+    let (code, report) = verify(repo);
+    assert_eq!(code, Some(0), "undamaged again: {report}");
 }
 
 #[test]
