@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::pg::{
-    chown_to_postgres, files_in_repo, is_root, pg_tempdir, Cluster, InitOptions, Recovery,
-    RestoreOptions,
+    chown_to_postgres, files_in_repo, is_root, shared_repo, Cluster, Recovery, RestoreOptions,
 };
 use common::*;
 
@@ -675,21 +674,9 @@ fn a_failed_removal_is_reported_and_the_rest_are_removed() {
 /// the standby (a restartpoint) shrinks the archive, and the standby still follows.
 #[test]
 fn standby_archive_cleanup_command_shrinks_the_archive() {
-    let shared = pg_tempdir("uxwal-cleanup-e2e.");
-    let repo = shared.path().join("repo");
-    fs::create_dir(&repo).unwrap();
-    chown_to_postgres(&repo);
+    let (shared, repo) = shared_repo("uxwal-cleanup-e2e.");
     let backup = shared.path().join("base");
-
-    let mut primary = Cluster::init(
-        "primary",
-        &InitOptions {
-            wal_segsize_mb: 1,
-            archive: true,
-            repo: Some(repo.clone()),
-        },
-    );
-    primary.start();
+    let mut primary = Cluster::archiving_primary("primary", 1, &repo);
     primary.psql("create table t (n int)");
     primary.base_backup(&backup);
     for i in 0..6 {
@@ -778,19 +765,8 @@ fn standby_archive_cleanup_command_shrinks_the_archive() {
 /// is gone.
 #[test]
 fn retained_backups_still_restore_after_retention_cleanup() {
-    let shared = pg_tempdir("uxwal-retention-e2e.");
-    let repo = shared.path().join("repo");
-    fs::create_dir(&repo).unwrap();
-    chown_to_postgres(&repo);
-    let mut primary = Cluster::init(
-        "primary",
-        &InitOptions {
-            wal_segsize_mb: 1,
-            archive: true,
-            repo: Some(repo.clone()),
-        },
-    );
-    primary.start();
+    let (shared, repo) = shared_repo("uxwal-retention-e2e.");
+    let mut primary = Cluster::archiving_primary("primary", 1, &repo);
     primary.psql("create table t (n int)");
     let mut backups = Vec::new();
     for b in 0..3 {

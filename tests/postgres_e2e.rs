@@ -25,8 +25,8 @@ use std::fs;
 use std::path::Path;
 
 use common::pg::{
-    chown_to_postgres, describe_repo, files_in_repo, find_in_repo, pg_tempdir,
-    wait_for_file_in_repo, Cluster, InitOptions, Recovery, RestoreOptions,
+    describe_repo, files_in_repo, find_in_repo, shared_repo, wait_for_file_in_repo, Cluster,
+    Recovery, RestoreOptions,
 };
 
 /// One line that changes with any committed write the scenario makes: the
@@ -51,22 +51,11 @@ fn assert_segment_layout(repo: &Path, segment: &str) {
 
 fn archive_then_restore_to_named_point(wal_segsize_mb: u32) {
     // The repository and the base backup outlive the clusters that use them.
-    let shared = pg_tempdir("uxwal-e2e.");
-    let repo = shared.path().join("repo");
-    fs::create_dir(&repo).unwrap();
-    chown_to_postgres(&repo);
+    let (shared, repo) = shared_repo("uxwal-e2e.");
     let backup = shared.path().join("base");
 
     // 1. Primary archiving under a pgbench workload, base backup in between.
-    let mut primary = Cluster::init(
-        "primary",
-        &InitOptions {
-            wal_segsize_mb,
-            archive: true,
-            repo: Some(repo.clone()),
-        },
-    );
-    primary.start();
+    let mut primary = Cluster::archiving_primary("primary", wal_segsize_mb, &repo);
     primary.pgbench(&["-i", "-s", "2", "-q"]);
     primary.pgbench(&["-n", "-c", "2", "-t", "150"]);
     primary.psql("create table uxwal_marker (label text primary key)");

@@ -348,6 +348,16 @@ pub fn wait_for_file_in_repo(repo: &Path, name: &str) -> PathBuf {
     })
 }
 
+/// A postgres-owned temp directory holding an empty repository `repo/`, for
+/// repositories and base backups that outlive the clusters using them.
+pub fn shared_repo(prefix: &str) -> (TempDir, PathBuf) {
+    let shared = pg_tempdir(prefix);
+    let repo = shared.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    chown_to_postgres(&repo);
+    (shared, repo)
+}
+
 /// How a new cluster is created by [`Cluster::init`].
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -621,6 +631,20 @@ impl Cluster {
             .open(self.data.join("postgresql.conf"))
             .expect("open postgresql.conf");
         writeln!(file, "{text}").unwrap();
+    }
+
+    /// A started primary with `wal_segsize_mb` segments, archiving into `repo`.
+    pub fn archiving_primary(name: &str, wal_segsize_mb: u32, repo: &Path) -> Cluster {
+        let mut primary = Cluster::init(
+            name,
+            &InitOptions {
+                wal_segsize_mb,
+                archive: true,
+                repo: Some(repo.to_path_buf()),
+            },
+        );
+        primary.start();
+        primary
     }
 
     /// Starts the server and waits until it accepts connections (a server
