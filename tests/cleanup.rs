@@ -331,13 +331,35 @@ fn uxwal_usage_errors() {
 /// A repository written by uxwal-archive with every kind of file, mixed codecs.
 fn archived_repo(names: &[(String, Vec<u8>)]) -> Site {
     let site = Site::new();
+    archive_into(&site, names);
+    site
+}
+
+/// Archives `names` into `site`'s repository (any kind), cycling through the codecs.
+fn archive_into(site: &Site, names: &[(String, Vec<u8>)]) {
     for (i, (name, bytes)) in names.iter().enumerate() {
         site.write_wal(name, bytes);
         let codec = ["", "--compress gzip", "--compress none"][i % 3];
         let r = site.archive(name, codec);
         assert_eq!(r.code, 0, "archive {name}: {}", r.stderr);
     }
-    site
+}
+
+/// The case's files a repository can hold: WAL names, extensions stripped.
+fn repo_wal(case: &Case) -> Vec<String> {
+    case.files
+        .iter()
+        .map(|f| f.trim_end_matches(".gz").to_string())
+        .filter(|f| f.parse::<uxwal::wal_name::WalName>().is_ok())
+        .collect()
+}
+
+/// What the case must remove from a repository holding `wal`.
+fn expected_removed(case: &Case, wal: &[String]) -> BTreeSet<String> {
+    wal.iter()
+        .filter(|f| !case.kept.iter().any(|k| k.trim_end_matches(".gz") == **f))
+        .cloned()
+        .collect()
 }
 
 fn wal_file(name: &str, seed: u64) -> (String, Vec<u8>) {
@@ -380,12 +402,7 @@ fn repo_files(site: &Site) -> BTreeSet<String> {
 fn acceptance_cases_through_a_uxwal_repository() {
     for case in acceptance_cases() {
         // The repository holds what uxwal-archive accepts: WAL names, no extensions.
-        let wal: Vec<String> = case
-            .files
-            .iter()
-            .map(|f| f.trim_end_matches(".gz").to_string())
-            .filter(|f| f.parse::<uxwal::wal_name::WalName>().is_ok())
-            .collect();
+        let wal = repo_wal(&case);
         let files: Vec<(String, Vec<u8>)> = wal
             .iter()
             .enumerate()
@@ -406,12 +423,7 @@ fn acceptance_cases_through_a_uxwal_repository() {
         assert_eq!(r.code, 0, "{:?}: {}", case.args, r.stderr);
         let after = repo_files(&site);
         let removed: BTreeSet<String> = before.difference(&after).cloned().collect();
-        let expected: BTreeSet<String> = wal
-            .iter()
-            .filter(|f| !case.kept.iter().any(|k| k.trim_end_matches(".gz") == **f))
-            .cloned()
-            .collect();
-        assert_eq!(removed, expected, "{:?}", case.args);
+        assert_eq!(removed, expected_removed(&case, &wal), "{:?}", case.args);
         for meta in ["FORMAT", "IDENTITY", "unrelated_file"] {
             assert!(after.contains(meta), "{meta} must stay");
         }
@@ -844,24 +856,16 @@ fn acceptance_cases_through_an_s3_repository() {
     let env: Vec<(String, String)> = s3.env();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for (n, case) in acceptance_cases().into_iter().enumerate() {
-        let wal: Vec<String> = case
-            .files
-            .iter()
-            .map(|f| f.trim_end_matches(".gz").to_string())
-            .filter(|f| f.parse::<uxwal::wal_name::WalName>().is_ok())
-            .collect();
+        let wal = repo_wal(&case);
         let mut site = Site::new();
         site.location = s3.location(&format!("case{n}"));
         site.env = s3.env();
-        for (i, (name, bytes)) in wal
+        let files: Vec<(String, Vec<u8>)> = wal
             .iter()
             .enumerate()
-            .map(|(i, f)| (i, wal_file(f, i as u64 + 1)))
-        {
-            site.write_wal(&name, &bytes);
-            let codec = ["", "--compress gzip", "--compress none"][i % 3];
-            assert_eq!(site.archive(&name, codec).code, 0, "archive {name}");
-        }
+            .map(|(i, f)| wal_file(f, i as u64 + 1))
+            .collect();
+        archive_into(&site, &files);
         let repo = uxwal::repo::Repository::open_with(&site.location, &options).unwrap();
         let listed = |repo: &uxwal::repo::Repository| -> BTreeSet<String> {
             repo.list("")
@@ -879,12 +883,7 @@ fn acceptance_cases_through_an_s3_repository() {
         assert_eq!(r.code, 0, "{:?}: {}", case.args, r.stderr);
         let after = listed(&repo);
         let removed: BTreeSet<String> = before.difference(&after).cloned().collect();
-        let expected: BTreeSet<String> = wal
-            .iter()
-            .filter(|f| !case.kept.iter().any(|k| k.trim_end_matches(".gz") == **f))
-            .cloned()
-            .collect();
-        assert_eq!(removed, expected, "{:?}", case.args);
+        assert_eq!(removed, expected_removed(&case, &wal), "{:?}", case.args);
         assert!(after.contains("FORMAT") && after.contains("IDENTITY"));
     }
 }

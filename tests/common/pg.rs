@@ -187,6 +187,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    assert_succeeded(cmd, out)
+}
+
+/// Panics, with everything `cmd` printed, unless it exited 0.
+fn assert_succeeded(cmd: &Command, out: Output) -> Output {
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -246,14 +251,7 @@ pub fn run_ok_within(cmd: &mut Command, limit: Duration) -> Output {
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     };
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    assert_succeeded(cmd, out)
 }
 
 /// A TCP port number nobody on this machine is listening on right now, and
