@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -29,6 +29,10 @@ pub struct Settings {
     pub store: StoreOptions,
     pub compression: Compression,
     pub level: i32,
+    /// Files to ship per call (`--parallel`); `None` picks the default for the repositories.
+    pub parallel: Option<usize>,
+    /// Spool root for push-ahead records.
+    pub spool_dir: PathBuf,
 }
 
 /// What archiving did.

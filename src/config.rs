@@ -16,6 +16,7 @@ use crate::codec::Compression;
 use crate::error::{Error, Result};
 use crate::repo::remote::{self, Scheme, StoreOptions};
 use crate::restore::OnError;
+use crate::spool;
 
 /// Read when no `--config` is given and the file exists.
 pub const DEFAULT_PATH: &str = "/etc/uxwal/uxwal.toml";
@@ -38,6 +39,13 @@ pub struct ConfigFile {
     pub request_timeout: Option<u64>,
     /// Retries of a failed storage request (default 3).
     pub retries: Option<usize>,
+    /// Files one uxwal-archive call ships at once: the one asked for plus up to
+    /// N-1 others the database has marked ready (uxwal-archive).
+    pub parallel: Option<usize>,
+    /// Segments uxwal-restore fetches ahead in the background; 0 turns it off (uxwal-restore).
+    pub prefetch: Option<usize>,
+    /// Root of the spool directories of `parallel` and `prefetch` (default `$TMPDIR/uxwal-<uid>`).
+    pub spool_dir: Option<PathBuf>,
     /// S3 settings: object_store's S3 configuration keys (`region`, `endpoint`, ...).
     pub s3: Option<BTreeMap<String, toml::Value>>,
     /// Azure Blob settings: object_store's Azure configuration keys.
@@ -154,6 +162,13 @@ impl ConfigFile {
             ));
         }
         Ok(repos)
+    }
+
+    /// The spool root: the command line's, else the file's, else [`spool::default_root`].
+    pub fn spool_dir(&self, cli: Option<&Path>) -> PathBuf {
+        cli.map(Path::to_path_buf)
+            .or_else(|| self.spool_dir.clone())
+            .unwrap_or_else(spool::default_root)
     }
 
     /// The one repository of a command that works on a single repository.

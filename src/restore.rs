@@ -10,7 +10,7 @@
 //! recovery a miss would make the database end recovery early on a new timeline
 //! (silently leaving out later transactions), so the safe answer is to stop it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
@@ -63,6 +63,10 @@ pub struct Settings {
     /// Tried in order until one has the file.
     pub repos: Vec<String>,
     pub store: StoreOptions,
+    /// Segments to fetch ahead (`--prefetch`); `None` picks the default for the repositories.
+    pub prefetch: Option<usize>,
+    /// Spool root for prefetched segments.
+    pub spool_dir: PathBuf,
 }
 
 /// What restoring did.

@@ -38,6 +38,16 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
 
+    /// Ship up to N files per call: this one plus up to N-1 others the database has
+    /// marked ready (archive_status/*.ready), recorded in the spool so that their own
+    /// calls only confirm them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: Option<u16>,
+
+    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-<uid>].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
     /// The file to archive (%p), relative to the current directory (the data directory).
     #[arg(value_name = "WAL_PATH")]
     pub wal_path: PathBuf,
@@ -68,6 +78,8 @@ impl ArchiveCli {
             store: file.store_options(self.common.deadline)?,
             compression,
             level,
+            parallel: self.parallel.map(usize::from).or(file.parallel),
+            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
         })
     }
 }

@@ -36,6 +36,15 @@ pub struct RestoreCli {
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_error: Option<OnError>,
 
+    /// Fetch up to N following segments of the same timeline in the background into
+    /// the spool, where later calls find them verified; 0 turns it off.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub prefetch: Option<u16>,
+
+    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-<uid>].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
     /// The file the database asks for (%f).
     #[arg(value_name = "WAL_NAME")]
     pub wal_name: String,
@@ -59,6 +68,8 @@ impl RestoreCli {
         Ok(restore::Settings {
             repos: file.repos(&self.common.repo)?,
             store: file.store_options(self.common.deadline)?,
+            prefetch: self.prefetch.map(usize::from).or(file.prefetch),
+            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
         })
     }
 }
