@@ -129,6 +129,15 @@ impl StagedFile {
         Ok(())
     }
 
+    /// fsyncs the file, renames it over `final_path` and fsyncs the directory: for
+    /// uxwal's own records (spool entries), which must survive a crash once written.
+    pub fn publish_replace_durable(mut self, final_path: &Path) -> io::Result<()> {
+        self.file.sync_all()?;
+        fs::rename(&self.path, final_path)?;
+        self.removed = true;
+        sync_dir(final_path.parent().unwrap_or(Path::new(".")))
+    }
+
     fn remove(&mut self) {
         if !self.removed {
             self.removed = true;

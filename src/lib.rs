@@ -19,6 +19,7 @@ pub mod exit;
 pub mod logging;
 pub mod repo;
 pub mod restore;
+pub mod signals;
 pub mod spool;
 pub mod verify;
 pub mod wal_header;
