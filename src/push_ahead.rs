@@ -366,7 +366,9 @@ fn check_entry(
             .identity()
             .map_err(|e| e.to_string())?
             .map(|i| i.system_identifier.to_string());
-        if identity != record.system_identifier {
+        // A repository without an identity then (only history files in it) may
+        // have gained one since; one that had an identity must still have it.
+        if record.system_identifier.is_some() && identity != record.system_identifier {
             return Err(format!(
                 "repository {} has another identity than when it was pushed ahead",
                 repo.describe()
