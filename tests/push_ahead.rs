@@ -397,14 +397,13 @@ fn killed_in_the_middle_of_a_batch_the_next_calls_archive_everything() {
     assert!(fx.site.staging_files().is_empty());
 }
 
-#[test]
-fn a_shutdown_signal_stops_the_batch_and_nothing_is_reported_archived() {
-    let fx = Fixture::s3();
-    // A frozen server holds every request, so the signal surely arrives mid-batch.
+/// Freezes the S3 server and starts the batch for SEGS[0]; returns once the call
+/// is inside the batch (its spool directory exists only after the signal
+/// handlers are installed), every request it makes now hanging.
+fn start_batch_against_frozen_store(fx: &Fixture) -> Child {
     fx.server().freeze();
-    let mut child = spawn_batch(&fx);
+    let mut child = spawn_batch(fx);
     let spool = fx.spool.clone();
-    // The spool directory exists only after the signal handlers are installed.
     poll_until("the batch to start", || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the batch ended early: {status}");
@@ -412,6 +411,28 @@ fn a_shutdown_signal_stops_the_batch_and_nothing_is_reported_archived() {
         let started = fs::read_dir(&spool).map(|d| d.count() > 0).unwrap_or(false);
         started.then_some(()).ok_or_else(|| "no spool yet".into())
     });
+    child
+}
+
+#[test]
+fn killed_while_the_store_hangs_the_next_calls_archive_everything() {
+    let fx = Fixture::s3();
+    let mut child = start_batch_against_frozen_store(&fx);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    fx.server().thaw();
+    assert!(fx.recorded().is_empty());
+    for name in SEGS {
+        let r = fx.db_archive(name, 4);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+    }
+    assert_all_archived(&fx, &SEGS);
+}
+
+#[test]
+fn a_shutdown_signal_stops_the_batch_and_nothing_is_reported_archived() {
+    let fx = Fixture::s3();
+    let child = start_batch_against_frozen_store(&fx);
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
