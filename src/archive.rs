@@ -7,6 +7,9 @@
 //! the stored copy decides: identical original bytes (SHA-256) is success, after
 //! making the stored copy durable as `contrib/basic_archive` does; anything else
 //! is a conflict and nothing changes.
+//!
+//! [`archive_file`] is that path for one file; with `--parallel` above 1,
+//! [`crate::push_ahead`] runs it for other ready files too, concurrently.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -16,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::{self, Compression, Encoder, ReadError, Trailer};
 use crate::error::{Error, Result};
-use crate::repo::remote::StoreOptions;
+use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::{Identity, PutOutcome, Repository};
 use crate::wal_header::LongPageHeader;
 use crate::wal_name::{SegmentName, WalName};
@@ -46,9 +49,68 @@ pub enum ArchiveOutcome {
 
 const CHUNK: usize = 1 << 20;
 
-/// Archives `wal_path` under `wal_name`.
+/// What archiving one file stored: enough for push-ahead to record it and later
+/// confirm, without downloading, that the repositories still hold it.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    pub outcome: ArchiveOutcome,
+    /// Size of the local file.
+    pub size: u64,
+    /// SHA-256 of the local file's bytes.
+    pub sha256: [u8; 32],
+    /// Size of the stored object in each repository, in the order of `Settings::repos`.
+    pub stored_sizes: Vec<u64>,
+    /// Each repository's identity as checked for this file (segments only; `None`
+    /// for history and backup files, which are not checked against it).
+    pub identities: Vec<Option<Identity>>,
+}
+
+/// Files shipped per call when neither `--parallel` nor `parallel` is given: 1 when
+/// every repository is a local directory (a local write is fast, and extra files
+/// would compete with the database for the same disk), else 4, because an object
+/// store spends most of each file's time waiting on round trips.
+pub fn default_parallel(repos: &[String]) -> usize {
+    if repos.iter().any(|r| Scheme::of(r).is_some()) {
+        4
+    } else {
+        1
+    }
+}
+
+/// Archives `wal_path` under `wal_name`, pushing other ready files ahead when
+/// `parallel` (or its default) is above 1 (see [`crate::push_ahead`]).
 pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<ArchiveOutcome> {
     let name: WalName = wal_name.parse()?;
+    let parallel = settings
+        .parallel
+        .unwrap_or_else(|| default_parallel(&settings.repos));
+    if parallel > 1 {
+        return crate::push_ahead::run(wal_path, &name, settings, parallel);
+    }
+    let repos = open_repos(settings)?;
+    archive_file(&repos, wal_path, &name, settings).map(|shipped| shipped.outcome)
+}
+
+/// Opens every repository of `settings`. Sends no request. A [`Repository`] is used
+/// by one thread only, so each concurrent archive opens its own.
+pub fn open_repos(settings: &Settings) -> Result<Vec<Repository>> {
+    settings
+        .repos
+        .iter()
+        .map(|location| Repository::open_with(location, &settings.store))
+        .collect()
+}
+
+/// Archives one file into every repository of `repos` (opened from `settings`):
+/// the single path every archived file takes, the requested one and those pushed
+/// ahead alike. Stops between chunks, without publishing, once a shutdown signal
+/// has been received (see [`crate::signals`]).
+pub fn archive_file(
+    repos: &[Repository],
+    wal_path: &Path,
+    name: &WalName,
+    settings: &Settings,
+) -> Result<Shipped> {
     let source_error = |source: io::Error| Error::Source {
         path: wal_path.to_path_buf(),
         source,
@@ -64,21 +126,20 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
     let mut buf = vec![0u8; CHUNK];
     let filled = read_full(&mut source, &mut buf).map_err(source_error)?;
 
-    let repos = settings
-        .repos
-        .iter()
-        .map(|location| Repository::open_with(location, &settings.store))
-        .collect::<Result<Vec<_>>>()?;
-    for repo in &repos {
+    let mut identities = Vec::with_capacity(repos.len());
+    for repo in repos {
         repo.ensure_format()?;
-        if let WalName::Segment(segment) | WalName::Partial(segment) = name {
-            check_segment(repo, &name, segment, &buf[..filled], len)?;
-        }
+        identities.push(match *name {
+            WalName::Segment(segment) | WalName::Partial(segment) => {
+                Some(check_segment(repo, name, segment, &buf[..filled], len)?)
+            }
+            _ => None,
+        });
     }
 
     // One pass over the source: hashed on a second thread, compressed once, and
     // the compressed bytes written to a staged object in every repository.
-    let key = Repository::key(&name);
+    let key = Repository::key(name);
     let mut staged = repos
         .iter()
         .map(|r| r.stage(&key))
@@ -97,11 +158,19 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
             .iter_mut()
             .map(|s| s.as_mut() as &mut dyn Write)
             .collect(),
+        written: 0,
     };
     let out = io::BufWriter::with_capacity(CHUNK, tee);
     let mut encoder = Encoder::new(out, settings.compression, settings.level)
         .map_err(|e| write_error(TeeError::first(e)))?;
     let mut stream = |chunk: &[u8]| {
+        // Abandoning here publishes nothing: the staged objects are dropped unseen.
+        if crate::signals::stop_requested() {
+            return Err(source_error(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "stopped by a shutdown signal before it was archived",
+            )));
+        }
         encoder
             .write_all(chunk)
             .map_err(|e| write_error(TeeError::from_io(e)))
@@ -118,13 +187,16 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
         sha256,
         size: total,
     };
-    encoder
+    let tee = encoder
         .finish(&trailer)
         .and_then(|out| out.into_inner().map_err(|e| e.into_error()))
         .map_err(|e| write_error(TeeError::from_io(e)))?;
+    let written = tee.written;
+    drop(tee);
 
     // Success only when every repository holds the file.
     let mut outcome = ArchiveOutcome::Archived;
+    let mut stored_sizes = Vec::with_capacity(repos.len());
     for (repo, staged) in repos.iter().zip(staged) {
         match repo.publish(staged, &key)? {
             PutOutcome::Created => {
@@ -133,9 +205,10 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
                     settings.compression,
                     repo.describe()
                 );
+                stored_sizes.push(written);
             }
             PutOutcome::AlreadyExists => {
-                compare_with_archived(repo, &name, &key, &trailer)?;
+                stored_sizes.push(compare_with_archived(repo, name, &key, &trailer)?);
                 repo.make_durable(&key)?;
                 tracing::info!(
                     "{name} is already archived with identical content in {} (sha256 {})",
@@ -146,12 +219,20 @@ pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<Archi
             }
         }
     }
-    Ok(outcome)
+    Ok(Shipped {
+        outcome,
+        size: total,
+        sha256,
+        stored_sizes,
+        identities,
+    })
 }
 
 /// Writes every byte to each of several outputs (one per repository).
 struct Tee<'a> {
     outs: Vec<&'a mut dyn Write>,
+    /// Bytes written to each output: the stored object's size.
+    written: u64,
 }
 
 /// Which output of a [`Tee`] failed.
@@ -190,6 +271,7 @@ impl Write for Tee<'_> {
                 return Err(io::Error::new(source.kind(), TeeError { index, source }));
             }
         }
+        self.written += buf.len() as u64;
         Ok(())
     }
 
@@ -203,14 +285,15 @@ impl Write for Tee<'_> {
 }
 
 /// Checks the page header against the name and the file against the archive identity,
-/// recording the identity when this is the archive's first segment.
+/// recording the identity when this is the archive's first segment. Returns the
+/// archive's identity.
 fn check_segment(
     repo: &Repository,
     name: &WalName,
     segment: SegmentName,
     head: &[u8],
     len: u64,
-) -> Result<()> {
+) -> Result<Identity> {
     let bad_header = |source| Error::BadHeader {
         name: name.to_string(),
         source,
@@ -243,17 +326,18 @@ fn check_segment(
             file: mine.segment_size,
         });
     }
-    Ok(())
+    Ok(archive)
 }
 
 /// Decides a duplicate: identical original content (checked by decoding the stored
 /// copy in full, so a damaged copy is never taken as a good one) or a conflict.
+/// Returns the stored object's size.
 fn compare_with_archived(
     repo: &Repository,
     name: &WalName,
     key: &str,
     mine: &Trailer,
-) -> Result<()> {
+) -> Result<u64> {
     let mut obj = repo.get(key)?.ok_or_else(|| Error::Storage {
         location: repo.describe(),
         op: "read back",
@@ -286,7 +370,8 @@ fn compare_with_archived(
         });
     }
     codec::decode_verified(&mut obj.reader, format, payload, &stored, &mut io::sink())
-        .map_err(read_error)
+        .map_err(read_error)?;
+    Ok(obj.len)
 }
 
 /// Reads `source` to the end in chunks (the first, `first` bytes of `buf`, already

@@ -77,6 +77,15 @@ impl Backend for LocalDirectory {
         }
     }
 
+    fn stat(&self, key: &str) -> io::Result<Option<u64>> {
+        match fs::metadata(self.root.join(key)) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Err(io::Error::other("not a regular file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn make_durable(&self, key: &str) -> io::Result<()> {
         let path = self.root.join(key);
         File::open(&path)?.sync_all()?;

@@ -87,6 +87,10 @@ pub trait Backend {
     fn stage(&self, key: &str) -> io::Result<Box<dyn Staged>>;
     /// Opens `key`; `Ok(None)` only when the storage says it does not exist.
     fn get(&self, key: &str) -> io::Result<Option<Object>>;
+    /// The stored size of `key`; `Ok(None)` only when the storage says it does not
+    /// exist. Cheap (metadata or a HEAD request): push-ahead confirms with it that an
+    /// object it recorded is still there without downloading it.
+    fn stat(&self, key: &str) -> io::Result<Option<u64>>;
     /// Makes an object that already exists durable (for duplicates found on archive).
     fn make_durable(&self, key: &str) -> io::Result<()>;
     /// Every object whose key starts with `prefix` (`""`: all), in no particular
@@ -201,6 +205,13 @@ impl Repository {
         self.backend
             .get(key)
             .map_err(|e| self.storage_error("read", key, e))
+    }
+
+    /// The stored size of an object; `None` when the storage says it is absent.
+    pub fn stat(&self, key: &str) -> Result<Option<u64>> {
+        self.backend
+            .stat(key)
+            .map_err(|e| self.storage_error("stat", key, e))
     }
 
     /// Lists every object under `prefix` (`""` for the whole repository).
@@ -375,6 +386,12 @@ mod conformance {
         assert_eq!(put(&repo, key, b"first"), PutOutcome::Created);
         assert_eq!(put(&repo, key, b"second"), PutOutcome::AlreadyExists);
         assert_eq!(read(&repo, key).unwrap(), b"first");
+        assert_eq!(repo.stat(key).unwrap(), Some(5));
+        assert_eq!(
+            repo.stat("wal/0000000100000000/000000010000000000000009")
+                .unwrap(),
+            None
+        );
         repo.make_durable(key).unwrap();
 
         assert_eq!(repo.identity().unwrap(), None);

@@ -167,6 +167,15 @@ impl Backend for ObjectStoreBackend {
         }
     }
 
+    fn stat(&self, key: &str) -> io::Result<Option<u64>> {
+        let path = self.path(key);
+        match self.shared.block(self.store.head(&path))? {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
     fn make_durable(&self, _key: &str) -> io::Result<()> {
         // An acknowledged put on an object store is durable.
         Ok(())
