@@ -355,11 +355,28 @@ fn check_entry(
     {
         return Err("it was pushed ahead to other repositories".into());
     }
-    let (size, sha256) =
-        hash_file(wal_path).map_err(|e| format!("cannot read {}: {e}", wal_path.display()))?;
-    if size != entry.size || hex(&sha256) != entry.sha256 {
-        return Err("the file changed since it was pushed ahead".into());
-    }
+    // The local hash is CPU and the repository checks are round trips: overlap them.
+    std::thread::scope(|scope| {
+        let hashed = scope.spawn(|| hash_file(wal_path));
+        let stored = check_repositories(entry, name, repos);
+        let (size, sha256) = hashed
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
+            .map_err(|e| format!("cannot read {}: {e}", wal_path.display()))?;
+        if size != entry.size || hex(&sha256) != entry.sha256 {
+            return Err("the file changed since it was pushed ahead".into());
+        }
+        stored
+    })
+}
+
+/// Checks that every repository still has the recorded identity and holds the
+/// object with the recorded size.
+fn check_repositories(
+    entry: &PushedEntry,
+    name: &WalName,
+    repos: &[Repository],
+) -> std::result::Result<(), String> {
     let key = Repository::key(name);
     for (repo, record) in repos.iter().zip(&entry.repos) {
         let identity = repo
