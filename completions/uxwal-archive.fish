@@ -1,0 +1,13 @@
+complete -c uxwal-archive -l repo -d 'Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once (archive stores into every one, restore reads from the first that has the file); uxwal-cleanup and uxwal-verify take one' -r
+complete -c uxwal-archive -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file]' -r
+complete -c uxwal-archive -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
+complete -c uxwal-archive -l compress -d 'Compression: none, gzip or zstd [default: zstd]' -r -f -a "none\t'Uncompressed bytes in a zstd frame of raw blocks (`zstd -d` restores them)'
+gzip\t'gzip (deflate); `gunzip` restores it'
+zstd\t'Zstandard; `zstd -d` restores it'"
+complete -c uxwal-archive -l level -d 'Compression level [default: zstd 1, gzip 6]' -r
+complete -c uxwal-archive -l parallel -d 'Ship up to N files per call: this one plus up to N-1 others the database has marked ready (archive_status/*.ready), recorded in the spool so that their own calls only confirm them (size, SHA-256, repository) [default: 1 when every repository is a local directory, 4 when one is an object store]' -r
+complete -c uxwal-archive -l spool-dir -d 'Spool root, outside the data directory [default: $TMPDIR/uxwal-UID]. Push-ahead keeps one entry of about 300 bytes per file pushed ahead, removed once confirmed or once the database has removed the file' -r -F
+complete -c uxwal-archive -s q -l quiet -d 'Print errors only'
+complete -c uxwal-archive -s v -l verbose -d 'Also print what each step does'
+complete -c uxwal-archive -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c uxwal-archive -s V -l version -d 'Print version'

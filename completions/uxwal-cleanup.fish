@@ -1,0 +1,13 @@
+complete -c uxwal-cleanup -l repo -d 'Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once (archive stores into every one, restore reads from the first that has the file); uxwal-cleanup and uxwal-verify take one' -r
+complete -c uxwal-cleanup -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file]' -r
+complete -c uxwal-cleanup -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
+complete -c uxwal-cleanup -s x -l strip-extension -d 'Strip this extension from file names before checking them (e.g. .gz), as pg_archivecleanup does for archives written with it' -r
+complete -c uxwal-cleanup -l retain-backups -d 'Keep every WAL file the newest N base backups need, and everything after; remove older WAL. Instead of OLDEST_KEPT' -r
+complete -c uxwal-cleanup -l older-than -d 'Remove only files archived longer ago than DURATION (e.g. 7d, 12h, 30m, 1d12h), never what a retained backup needs (the newest one unless --retain-backups says more). Instead of OLDEST_KEPT' -r
+complete -c uxwal-cleanup -s q -l quiet -d 'Print errors only'
+complete -c uxwal-cleanup -s v -l verbose -d 'Also print what each step does'
+complete -c uxwal-cleanup -s n -l dry-run -d 'Print the files that would be removed, one per line on stdout; remove nothing'
+complete -c uxwal-cleanup -s d -l debug -d 'Print what is kept and removed on stderr (as --verbose; pg_archivecleanup\'s -d)'
+complete -c uxwal-cleanup -s b -l clean-backup-history -d 'Also remove backup history files (.backup) older than the cutoff'
+complete -c uxwal-cleanup -s h -l help -d 'Print help (-? as in pg_archivecleanup)'
+complete -c uxwal-cleanup -s V -l version -d 'Print version'
