@@ -281,11 +281,16 @@ impl Spool {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .current_dir(&self.dir);
-        // SAFETY: between fork and exec only async-signal-safe calls: setsid(2)
-        // and fcntl(2) on a descriptor this process owns.
+        // SAFETY: between fork and exec only async-signal-safe calls: setsid(2),
+        // sigprocmask(2) on a local set, and fcntl(2) on a descriptor this process owns.
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
+                // Signals the caller had blocked stay blocked across exec; the
+                // worker must hear SIGTERM to stop.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
                 // Keep the locked descriptor open across exec (std opens files with
                 // O_CLOEXEC); only the child's copy of the flag changes.
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {

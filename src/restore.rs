@@ -245,6 +245,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prefetch_is_on_by_default_for_object_storage_only() {
+        let settings = |repo: &str, prefetch| Settings {
+            repos: vec![repo.to_string()],
+            store: StoreOptions::default(),
+            prefetch,
+            spool_dir: PathBuf::from("/nonexistent"),
+            config_file: None,
+        };
+        assert_eq!(settings("/mnt/wal", None).prefetch_depth(), 0);
+        assert_eq!(settings("file:///mnt/wal", None).prefetch_depth(), 0);
+        assert_eq!(
+            settings("s3://bucket/wal", None).prefetch_depth(),
+            prefetch::DEFAULT_DEPTH_OBJECT_STORE
+        );
+        assert_eq!(settings("s3://bucket/wal", Some(0)).prefetch_depth(), 0);
+        assert_eq!(settings("/mnt/wal", Some(3)).prefetch_depth(), 3);
+    }
+
+    #[test]
     fn auto_policy_follows_the_signal_files() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(OnError::Auto.resolve(dir.path()), ErrorPolicy::Abort);

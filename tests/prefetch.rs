@@ -560,3 +560,83 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
         wait_for_worker(&entry.path());
     }
 }
+
+#[test]
+fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
+    let s3 = S3::start("walbucket");
+    let shared = common::pg::pg_tempdir("uxwal-prefetch-s3.");
+    let backup = shared.path().join("base");
+    let spool = shared.path().join("spool");
+    // Object storage, no `prefetch` key: the default depth (8); the spool root
+    // from the file.
+    let config = shared.path().join("uxwal.toml");
+    fs::write(
+        &config,
+        format!(
+            "repo = \"{}\"\nspool_dir = \"{}\"\ndeadline = 30\n[s3]\nendpoint = \"{}\"\n\
+             access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
+             region = \"us-east-1\"\nallow_http = true\n",
+            s3.location("pg"),
+            spool.display(),
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    common::pg::chown_to_postgres(&config);
+    let args = format!("--config {}", config.display());
+
+    let mut primary = Cluster::init(
+        "pfs3primary",
+        &common::pg::InitOptions {
+            wal_segsize_mb: 1,
+            archive: true,
+            repo: None,
+        },
+    );
+    primary.set_repo_args(&args);
+    primary.start();
+    primary.pgbench(&["-i", "-s", "1", "-q"]);
+    primary.psql("create table uxwal_marker (label text primary key)");
+    primary.base_backup(&backup);
+    primary.psql("insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g");
+    primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
+    let at_target = primary.psql(STATE_SQL);
+    primary.psql("select pg_create_restore_point('uxwal_prefetch_s3')");
+    primary.psql("insert into uxwal_marker values ('after_target')");
+    let last = primary.switch_wal();
+    primary.wait_for_archived(&last);
+    assert_eq!(primary.archive_failures(), 0);
+    primary.stop();
+
+    let mut pitr = Cluster::from_backup(
+        "pfs3pitr",
+        &backup,
+        &RestoreOptions {
+            repo: shared.path().join("unused"),
+            recovery: Recovery::PointInTime {
+                target_name: Some("uxwal_prefetch_s3".into()),
+                target_timeline: None,
+                action: "promote".into(),
+            },
+            archive: false,
+        },
+    );
+    pitr.set_repo_args(&args);
+    let command = pitr.restore_command().replace(" %f %p", " -v %f %p");
+    pitr.append_conf(&format!("restore_command = '{command}'"));
+    pitr.start();
+    pitr.wait_for("select pg_is_in_recovery()", "f");
+    assert_eq!(pitr.psql(STATE_SQL), at_target, "data at the restore point");
+    let from_spool = served_from_spool(&pitr);
+    assert!(
+        from_spool > 0,
+        "no segment came from the spool:\n{}",
+        pitr.log_tail(60)
+    );
+    eprintln!("{from_spool} segments from the spool");
+    pitr.stop();
+    for entry in fs::read_dir(&spool).unwrap().flatten() {
+        wait_for_worker(&entry.path());
+    }
+}
