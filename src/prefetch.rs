@@ -48,7 +48,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use crate::cli::PREFETCH_WORKER_ARG;
-use crate::codec::{self, CodecError, ReadError};
+use crate::codec::{self, ReadError};
 use crate::durable::{self, StagedFile};
 use crate::error::{Error, Result};
 use crate::exit;
@@ -266,7 +266,8 @@ impl Spool {
             .arg("--spool-dir")
             .arg(&settings.spool_dir)
             .arg("--deadline")
-            .arg(settings.store.deadline.as_secs().max(1).to_string())
+            // The command line's range; a longer deadline from the file is cut to it.
+            .arg(settings.store.deadline.as_secs().clamp(1, 3600).to_string())
             .arg("--quiet");
         for repo in &settings.repos {
             cmd.arg("--repo").arg(repo);
@@ -337,12 +338,6 @@ impl From<ReadError> for EntryError {
             ReadError::Codec(c) => EntryError::Damaged(c.to_string()),
             ReadError::Io(e) | ReadError::Output(e) => EntryError::Local(e),
         }
-    }
-}
-
-impl From<CodecError> for EntryError {
-    fn from(e: CodecError) -> Self {
-        EntryError::Damaged(e.to_string())
     }
 }
 

@@ -99,7 +99,7 @@ impl PrefetchWorkerCli {
         Ok(restore::Settings {
             repos: file.repos(&self.common.repo)?,
             store: file.store_options(self.common.deadline)?,
-            prefetch: self.prefetch.map(usize::from).or(file.prefetch),
+            prefetch: prefetch_depth(self.prefetch, file)?,
             spool_dir: file.spool_dir(self.spool_dir.as_deref()),
             config_file: self.common.config.clone(),
         })
@@ -120,9 +120,43 @@ impl RestoreCli {
         Ok(restore::Settings {
             repos: file.repos(&self.common.repo)?,
             store: file.store_options(self.common.deadline)?,
-            prefetch: self.prefetch.map(usize::from).or(file.prefetch),
+            prefetch: prefetch_depth(self.prefetch, file)?,
             spool_dir: file.spool_dir(self.spool_dir.as_deref()),
             config_file: self.common.config.clone(),
         })
+    }
+}
+
+/// Largest `--prefetch` (and `prefetch` in the file): bounds the spool's disk use.
+pub const MAX_PREFETCH: usize = 64;
+
+/// `--prefetch`, else the file's `prefetch`, which must be in the same range.
+fn prefetch_depth(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
+    match cli.map(usize::from).or(file.prefetch) {
+        Some(n) if n > MAX_PREFETCH => Err(crate::Error::Config(format!(
+            "prefetch = {n}: at most {MAX_PREFETCH} segments"
+        ))),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_from_the_file_is_bounded_like_the_option() {
+        let file = |text: &str| -> ConfigFile { toml::from_str(text).unwrap() };
+        assert_eq!(prefetch_depth(None, &file("")).unwrap(), None);
+        assert_eq!(
+            prefetch_depth(None, &file("prefetch = 64")).unwrap(),
+            Some(64)
+        );
+        assert_eq!(
+            prefetch_depth(Some(2), &file("prefetch = 99")).unwrap(),
+            Some(2)
+        );
+        let err = prefetch_depth(None, &file("prefetch = 65")).unwrap_err();
+        assert!(err.to_string().contains("at most 64"), "{err}");
     }
 }
