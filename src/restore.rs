@@ -136,12 +136,19 @@ pub fn run(
     Ok(outcome)
 }
 
+/// How long looking up the archive identity for the spool may take. A storage
+/// that does not answer then costs the restore this much on top of its own
+/// deadline, not a second full deadline.
+const SPOOL_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
+
 /// The spool of the first repository's archive, when prefetch is on and that
 /// archive has an identity. Any problem turns prefetch off for this call.
 fn open_spool(settings: &Settings) -> Option<Spool> {
     let depth = settings.prefetch_depth();
     let location = settings.repos.first().filter(|_| depth > 0)?;
-    let identity = Repository::open_with(location, &settings.store)
+    let mut store = settings.store.clone();
+    store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
+    let identity = Repository::open_with(location, &store)
         .and_then(|repo| repo.identity())
         .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
         .ok()??;
