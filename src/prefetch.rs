@@ -618,6 +618,24 @@ mod tests {
     }
 
     #[test]
+    fn entries_untouched_for_an_hour_go_even_in_the_window() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), identity(), 3).unwrap();
+        let (old, new) = (spool.entry(seg(1, 2)), spool.entry(seg(1, 3)));
+        fs::write(&old, b"x").unwrap();
+        fs::write(&new, b"x").unwrap();
+        let two_hours_ago = SystemTime::now() - 2 * STALE_AFTER;
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        spool.remove_stale(seg(1, 1));
+        assert!(!old.exists() && new.exists());
+    }
+
+    #[test]
     fn window_crosses_a_log_boundary() {
         let root = tempfile::tempdir().unwrap();
         let spool = Spool::open(
