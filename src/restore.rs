@@ -9,6 +9,11 @@
 //! Errors other than "not found" follow an [`ErrorPolicy`]: during point-in-time
 //! recovery a miss would make the database end recovery early on a new timeline
 //! (silently leaving out later transactions), so the safe answer is to stop it.
+//!
+//! With `--prefetch N` (the default for object storage) a segment may come from
+//! the local spool that a background worker filled ahead of the database; it is
+//! verified the same way first, and any doubt about it means a direct fetch
+//! ([`crate::prefetch`]).
 
 use std::path::{Path, PathBuf};
 use std::thread;
