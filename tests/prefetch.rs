@@ -92,6 +92,27 @@ fn wait_for_worker(dir: &Path) {
     lock.unlock().unwrap();
 }
 
+/// Waits, when dropped, for the prefetch workers of every spool directory under
+/// a spool root: no worker outlives its test, even one that failed half way.
+/// Declared after the directories it watches, so it is dropped before them.
+struct WorkersJoined(PathBuf);
+
+impl Drop for WorkersJoined {
+    fn drop(&mut self) {
+        for entry in fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let lock = entry.path().join(".worker.lock");
+            let Ok(lock) = File::options().read(true).write(true).open(lock) else {
+                continue;
+            };
+            let limit = Instant::now() + Duration::from_secs(120);
+            // Polling the lock (a real condition), bounded; never panics in drop.
+            while lock.try_lock().is_err() && Instant::now() < limit {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 /// The segment names in a spool directory, sorted.
 fn spooled(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -124,6 +145,7 @@ fn private_dir(dir: &Path) {
 #[test]
 fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
     let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=8, SYSID);
     let dir = spool_dir(&site, SYSID);
 
@@ -176,6 +198,7 @@ fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
 #[test]
 fn a_damaged_spooled_segment_is_removed_and_fetched_from_the_archive() {
     let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=6, SYSID);
     let dir = spool_dir(&site, SYSID);
     assert!(!restore_ok(&site, &seg(1), Some(4), &originals[0]));
@@ -219,6 +242,7 @@ fn a_damaged_spooled_segment_is_removed_and_fetched_from_the_archive() {
 #[test]
 fn history_files_never_come_from_the_spool() {
     let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
     archive_segments(&site, 1..=2, SYSID);
     site.write_wal(
         "00000002.history",
@@ -263,6 +287,7 @@ fn history_files_never_come_from_the_spool() {
 #[test]
 fn a_spooled_segment_of_another_archive_is_never_used() {
     let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=3, SYSID);
     let foreign = Site::new();
     archive_segments(&foreign, 1..=5, 42);
@@ -313,6 +338,7 @@ fn within<T: Send + 'static>(
 #[test]
 fn a_busy_worker_never_holds_up_a_restore() {
     let site = std::sync::Arc::new(Site::new());
+    let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=5, SYSID);
     let dir = spool_dir(&site, SYSID);
     private_dir(&dir);
@@ -365,6 +391,7 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
     let mut site = Site::new();
     site.location = s3.location("prefetch");
     site.env = s3.env();
+    let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=6, SYSID);
     let dir = spool_dir(&site, SYSID);
 
@@ -476,6 +503,7 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     let backup = shared.path().join("base");
     // The postgres user's spool root (created by uxwal-restore itself).
     let spool = shared.path().join("spool");
+    let _joined = WorkersJoined(spool.clone());
 
     let mut primary = Cluster::archiving_primary("pfprimary", 1, &repo);
     primary.pgbench(&["-i", "-s", "2", "-q"]);
@@ -567,6 +595,7 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     let shared = common::pg::pg_tempdir("uxwal-prefetch-s3.");
     let backup = shared.path().join("base");
     let spool = shared.path().join("spool");
+    let _joined = WorkersJoined(spool.clone());
     // Object storage, no `prefetch` key: the default depth (8); the spool root
     // from the file.
     let config = shared.path().join("uxwal.toml");
