@@ -99,17 +99,7 @@ struct WorkersJoined(PathBuf);
 
 impl Drop for WorkersJoined {
     fn drop(&mut self) {
-        for entry in fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            let lock = entry.path().join(".worker.lock");
-            let Ok(lock) = File::options().read(true).write(true).open(lock) else {
-                continue;
-            };
-            let limit = Instant::now() + Duration::from_secs(120);
-            // Polling the lock (a real condition), bounded; never panics in drop.
-            while lock.try_lock().is_err() && Instant::now() < limit {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        common::wait_for_prefetch_workers(&self.0, Duration::from_secs(120));
     }
 }
 
@@ -463,14 +453,9 @@ const STATE_SQL: &str = "select (select sum(abalance) || '/' || count(*) from pg
      || ' markers=' || (select coalesce(string_agg(label, ',' order by label), '') from uxwal_marker)";
 
 /// A cluster recovering from `backup` whose restore_command prefetches 4
-/// segments into `spool` and says where each segment came from (`-v`).
-fn recovering_with_prefetch(
-    name: &str,
-    backup: &Path,
-    repo: &Path,
-    spool: &Path,
-    recovery: Recovery,
-) -> Cluster {
+/// segments into its spool and says where each segment came from (`-v`).
+/// Dropping the cluster waits for its prefetch workers.
+fn recovering_with_prefetch(name: &str, backup: &Path, repo: &Path, recovery: Recovery) -> Cluster {
     let cluster = Cluster::from_backup(
         name,
         backup,
@@ -480,10 +465,9 @@ fn recovering_with_prefetch(
             archive: true,
         },
     );
-    let command = cluster.restore_command().replace(
-        " %f %p",
-        &format!(" -v --prefetch 4 --spool-dir {} %f %p", spool.display()),
-    );
+    let command = cluster
+        .restore_command()
+        .replace(" %f %p", " -v --prefetch 4 %f %p");
     cluster.append_conf(&format!("restore_command = '{command}'"));
     cluster
 }
@@ -501,9 +485,6 @@ fn served_from_spool(cluster: &Cluster) -> usize {
 fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     let (shared, repo) = common::pg::shared_repo("uxwal-prefetch.");
     let backup = shared.path().join("base");
-    // The postgres user's spool root (created by uxwal-restore itself).
-    let spool = shared.path().join("spool");
-    let _joined = WorkersJoined(spool.clone());
 
     let mut primary = Cluster::archiving_primary("pfprimary", 1, &repo);
     primary.pgbench(&["-i", "-s", "2", "-q"]);
@@ -527,7 +508,6 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
         "pfpitr",
         &backup,
         &repo,
-        &spool,
         Recovery::PointInTime {
             target_name: Some("uxwal_prefetch".into()),
             target_timeline: None,
@@ -558,7 +538,6 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
         "pflatest",
         &backup,
         &repo,
-        &spool,
         Recovery::PointInTime {
             target_name: None,
             target_timeline: Some("latest".into()),
@@ -582,10 +561,12 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     );
     latest.stop();
     eprintln!("{from_spool} segments from the spool in the first recovery");
-
-    // No worker outlives the test.
-    for entry in fs::read_dir(&spool).unwrap().flatten() {
-        wait_for_worker(&entry.path());
+    for cluster in [&pitr, &latest] {
+        assert!(
+            common::wait_for_prefetch_workers(&cluster.spool_dir(), Duration::from_secs(120)),
+            "a prefetch worker of {} is still running",
+            cluster.name()
+        );
     }
 }
 
@@ -594,19 +575,15 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     let s3 = S3::start("walbucket");
     let shared = common::pg::pg_tempdir("uxwal-prefetch-s3.");
     let backup = shared.path().join("base");
-    let spool = shared.path().join("spool");
-    let _joined = WorkersJoined(spool.clone());
-    // Object storage, no `prefetch` key: the default depth (8); the spool root
-    // from the file.
+    // Object storage, no `prefetch` key: the default depth (8).
     let config = shared.path().join("uxwal.toml");
     fs::write(
         &config,
         format!(
-            "repo = \"{}\"\nspool_dir = \"{}\"\ndeadline = 30\n[s3]\nendpoint = \"{}\"\n\
+            "repo = \"{}\"\ndeadline = 30\n[s3]\nendpoint = \"{}\"\n\
              access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
              region = \"us-east-1\"\nallow_http = true\n",
             s3.location("pg"),
-            spool.display(),
             s3.endpoint()
         ),
     )
@@ -665,7 +642,8 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     );
     eprintln!("{from_spool} segments from the spool");
     pitr.stop();
-    for entry in fs::read_dir(&spool).unwrap().flatten() {
-        wait_for_worker(&entry.path());
-    }
+    assert!(
+        common::wait_for_prefetch_workers(&pitr.spool_dir(), Duration::from_secs(120)),
+        "a prefetch worker is still running"
+    );
 }

@@ -134,6 +134,32 @@ impl Site {
     }
 }
 
+/// Waits (polling, up to `limit`) until no `uxwal-restore` prefetch worker runs
+/// for any spool directory under `spool_root`: a worker holds its directory's
+/// `.worker.lock` from before the restore that started it returns until it
+/// exits. Returns false when one was still running at the limit. Never panics,
+/// so it can run in `Drop`.
+pub fn wait_for_prefetch_workers(spool_root: &Path, limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    for entry in fs::read_dir(spool_root).into_iter().flatten().flatten() {
+        let lock = entry.path().join(".worker.lock");
+        let Ok(lock) = fs::File::options().read(true).write(true).open(lock) else {
+            continue;
+        };
+        loop {
+            if lock.try_lock().is_ok() {
+                let _ = lock.unlock();
+                break;
+            }
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50)); // polling a lock, bounded
+        }
+    }
+    true
+}
+
 pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
