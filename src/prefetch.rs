@@ -14,10 +14,13 @@
 //!   repository object, and its page header must carry the archive's system
 //!   identifier and segment size. Anything else is logged, removed, and the
 //!   segment is fetched from the repository as if the spool did not exist.
-//! - **Keyed by identity and timeline.** Each archive identity has its own spool
-//!   directory `<spool root>/restore-<system identifier>`, and entries are named
-//!   after the full segment name (timeline included), so an entry is only ever
-//!   served for the archive and timeline it was fetched for. Only full segments
+//! - **Keyed by archive, identity and timeline.** Each archive has its own spool
+//!   directory `<spool root>/restore-<system identifier>-<location hash>`: the
+//!   system identifier alone is not enough, because clusters cloned from one base
+//!   backup share it and, archiving to separate places, write different segments
+//!   under the same names. Entries are named after the full segment name
+//!   (timeline included), so an entry is only ever served for the archive,
+//!   identity and timeline it was fetched for. Only full segments
 //!   are spooled: `.history` files change as timelines appear and are always read
 //!   from the repository, and `.partial`/`.backup` files are never asked for.
 //! - **Never in the way.** The foreground never waits for the worker: it only
@@ -46,6 +49,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
+
+use sha2::Digest;
 
 use crate::cli::PREFETCH_WORKER_ARG;
 use crate::codec::{self, ReadError};
@@ -87,9 +92,10 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating, private) the spool directory of `identity` under `root`.
-    pub fn open(root: &Path, identity: Identity, depth: usize) -> Result<Spool> {
-        let dir = spool::open_private_dir(&Self::dir_for(root, &identity))?;
+    /// Opens (creating, private) the spool directory under `root` of the archive
+    /// at `location` whose identity is `identity`.
+    pub fn open(root: &Path, location: &str, identity: Identity, depth: usize) -> Result<Spool> {
+        let dir = spool::open_private_dir(&Self::dir_for(root, location, &identity))?;
         Ok(Spool {
             dir,
             identity,
@@ -97,9 +103,14 @@ impl Spool {
         })
     }
 
-    /// `<root>/restore-<system identifier>`.
-    pub fn dir_for(root: &Path, identity: &Identity) -> PathBuf {
-        root.join(format!("restore-{}", identity.system_identifier))
+    /// `<root>/restore-<system identifier>-<first 16 hex digits of the SHA-256 of location>`.
+    pub fn dir_for(root: &Path, location: &str, identity: &Identity) -> PathBuf {
+        let hash = sha2::Sha256::digest(location.as_bytes());
+        root.join(format!(
+            "restore-{}-{}",
+            identity.system_identifier,
+            codec::hex(&hash[..8])
+        ))
     }
 
     pub fn dir(&self) -> &Path {
@@ -422,7 +433,12 @@ fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<W
         return Ok(WorkerOutcome::Idle);
     };
     drop(repo);
-    let spool = Spool::open(&settings.spool_dir, identity, settings.prefetch_depth())?;
+    let spool = Spool::open(
+        &settings.spool_dir,
+        location,
+        identity,
+        settings.prefetch_depth(),
+    )?;
     let lock_error = |e: io::Error| Error::Config(format!("prefetch worker lock: {e}"));
     let lock = match lock_fd {
         Some(fd) => adopt_lock(&spool.dir, fd).map_err(lock_error)?,
@@ -592,8 +608,23 @@ mod tests {
     #[test]
     fn stale_entries_go_and_the_window_stays() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), identity(), 3).unwrap();
-        assert_eq!(spool.dir(), root.path().join("restore-42"));
+        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 3).unwrap();
+        let name = spool
+            .dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("restore-42-") && name.len() == 11 + 16,
+            "{name}"
+        );
+        let elsewhere = Spool::dir_for(root.path(), "s3://b/wal", &identity());
+        assert_ne!(
+            spool.dir(),
+            elsewhere,
+            "another archive of the same cluster"
+        );
         let names = [
             seg(1, 9),
             seg(1, 10),
@@ -620,7 +651,7 @@ mod tests {
     #[test]
     fn entries_untouched_for_an_hour_go_even_in_the_window() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), identity(), 3).unwrap();
+        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 3).unwrap();
         let (old, new) = (spool.entry(seg(1, 2)), spool.entry(seg(1, 3)));
         fs::write(&old, b"x").unwrap();
         fs::write(&new, b"x").unwrap();
@@ -640,6 +671,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let spool = Spool::open(
             root.path(),
+            "/mnt/wal",
             Identity {
                 segment_size: 16 << 20,
                 ..identity()
@@ -662,7 +694,7 @@ mod tests {
     #[test]
     fn a_damaged_entry_is_refused_and_removed() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), identity(), 2).unwrap();
+        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 2).unwrap();
         let dest = root.path().join("RECOVERYXLOG");
         fs::write(spool.entry(seg(1, 5)), b"not an archived object at all").unwrap();
         assert!(!spool.take(seg(1, 5), &dest));

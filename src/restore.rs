@@ -157,7 +157,7 @@ fn open_spool(settings: &Settings) -> Option<Spool> {
         .and_then(|repo| repo.identity())
         .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
         .ok()??;
-    Spool::open(&settings.spool_dir, identity, depth)
+    Spool::open(&settings.spool_dir, location, identity, depth)
         .map_err(|e| tracing::warn!("prefetch off: {e}"))
         .ok()
 }

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use common::pg::{poll_until, Cluster, Recovery, RestoreOptions};
 use common::servers::S3;
 use common::{segment, Ran, Site, MIB, RESTORE, SYSID};
+use uxwal::prefetch::Spool;
+use uxwal::repo::Identity;
 use uxwal::wal_name::SegmentName;
 
 fn seg(n: u64) -> String {
@@ -34,8 +36,20 @@ fn spool_root(site: &Site) -> PathBuf {
     site.dir.path().join("spool")
 }
 
+/// The spool directory of the archive at `site` with system identifier `sysid`
+/// (1 MiB segments), under `site`'s spool root.
 fn spool_dir(site: &Site, sysid: u64) -> PathBuf {
-    spool_root(site).join(format!("restore-{sysid}"))
+    spool_dir_of(site, site, sysid)
+}
+
+/// The spool directory of the archive at `archive`, under `site`'s spool root.
+fn spool_dir_of(site: &Site, archive: &Site, sysid: u64) -> PathBuf {
+    let identity = Identity {
+        system_identifier: sysid,
+        segment_size: MIB,
+        page_magic: 0xD110,
+    };
+    Spool::dir_for(&spool_root(site), &archive.location, &identity)
 }
 
 /// Archives segments `numbers` of timeline 1 (1 MiB, cluster `sysid`); returns their bytes.
@@ -285,7 +299,7 @@ fn a_spooled_segment_of_another_archive_is_never_used() {
     // Another cluster's segments of the same names, in this archive's spool
     // directory and in the other archive's.
     let mine = spool_dir(&site, SYSID);
-    let theirs = spool_dir(&site, 42);
+    let theirs = spool_dir_of(&site, &foreign, 42);
     private_dir(&mine);
     private_dir(&theirs);
     fs::write(mine.join(seg(2)), stored(&foreign, &seg(2))).unwrap();
@@ -309,6 +323,46 @@ fn a_spooled_segment_of_another_archive_is_never_used() {
     );
     assert!(theirs.join(seg(5)).exists());
     wait_for_worker(&mine);
+}
+
+#[test]
+fn another_archive_of_the_same_cluster_has_its_own_spool() {
+    // Two archives with one system identifier and different segments under the
+    // same names (as clusters cloned from one base backup write), restored
+    // with one spool root: each restore gets its own archive's bytes.
+    let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=4, SYSID);
+    let clone = Site::new();
+    let clone_segments: Vec<Vec<u8>> = (1..=4)
+        .map(|n| {
+            let bytes = segment(&seg(n), MIB, SYSID, 100 + n);
+            clone.write_wal(&seg(n), &bytes);
+            assert_eq!(clone.archive(&seg(n), "").code, 0);
+            bytes
+        })
+        .collect();
+    assert_ne!(clone_segments[1], originals[1]);
+    // `clone` restores with `site`'s spool root.
+    let shared_root = format!(
+        "-v --prefetch 3 --spool-dir {}",
+        spool_root(&site).display()
+    );
+    let from_clone = clone.restore(&seg(1), &shared_root);
+    assert_eq!(from_clone.code, 0, "{}", from_clone.stderr);
+    wait_for_worker(&spool_dir_of(&site, &clone, SYSID));
+    assert_eq!(spooled(&spool_dir_of(&site, &clone, SYSID)), names(2..=4));
+
+    assert!(
+        !restore_ok(&site, &seg(2), Some(3), &originals[1]),
+        "not the clone's spooled segment 2"
+    );
+    wait_for_worker(&spool_dir(&site, SYSID));
+    let from_clone = clone.restore(&seg(2), &shared_root);
+    assert_eq!(from_clone.code, 0, "{}", from_clone.stderr);
+    assert_eq!(clone.restored().as_deref(), Some(&clone_segments[1][..]));
+    assert!(from_clone.stderr.contains("from the prefetch spool"));
+    wait_for_worker(&spool_dir_of(&site, &clone, SYSID));
 }
 
 /// Runs `f` on another thread and fails the test if it has not returned within `limit`.

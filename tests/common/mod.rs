@@ -73,6 +73,9 @@ impl Site {
             .env("ARCHIVE", ARCHIVE)
             .env("RESTORE", RESTORE)
             .env("REPO", &self.location)
+            // The default spool root ($TMPDIR/uxwal-<uid>) inside this site, so that
+            // nothing a command spools outlives the test or meets another test's.
+            .env("TMPDIR", self.dir.path())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("UXWAL_REPO")
             .env_remove("UXWAL_CONFIG")
@@ -158,6 +161,20 @@ pub fn wait_for_prefetch_workers(spool_root: &Path, limit: std::time::Duration) 
         }
     }
     true
+}
+
+impl Drop for Site {
+    /// Waits for the prefetch workers that restores of this site started, under
+    /// the default spool root (see [`Site::sh`]) and under `spool/`.
+    fn drop(&mut self) {
+        for root in fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            wait_for_prefetch_workers(&root.path(), std::time::Duration::from_secs(120));
+        }
+    }
 }
 
 pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
