@@ -2,10 +2,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use uxwal::cli::RestoreCli;
+use uxwal::cli::{PrefetchWorkerCli, RestoreCli};
 use uxwal::config::ConfigFile;
 
 fn main() -> ExitCode {
+    if let Some(worker) = PrefetchWorkerCli::from_env() {
+        uxwal::logging::init("uxwal-restore", worker.common.verbosity());
+        let outcome = ConfigFile::load(worker.common.config.as_deref())
+            .and_then(|f| worker.settings(&f))
+            .and_then(|s| uxwal::prefetch::run_worker(&s, worker.lock_fd));
+        return uxwal::prefetch::worker_exit(outcome);
+    }
     let cli = RestoreCli::parse();
     uxwal::logging::init("uxwal-restore", cli.common.verbosity());
     let file = ConfigFile::load(cli.common.config.as_deref());

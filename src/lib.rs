@@ -17,6 +17,7 @@ pub mod durable;
 pub mod error;
 pub mod exit;
 pub mod logging;
+pub mod prefetch;
 pub mod push_ahead;
 pub mod repo;
 pub mod restore;

@@ -9,6 +9,11 @@
 //! Errors other than "not found" follow an [`ErrorPolicy`]: during point-in-time
 //! recovery a miss would make the database end recovery early on a new timeline
 //! (silently leaving out later transactions), so the safe answer is to stop it.
+//!
+//! With `--prefetch N` (the default for object storage) a segment may come from
+//! the local spool that a background worker filled ahead of the database; it is
+//! verified the same way first, and any doubt about it means a direct fetch
+//! ([`crate::prefetch`]).
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -17,7 +22,8 @@ use std::time::Duration;
 use crate::codec::{self, ReadError};
 use crate::durable;
 use crate::error::{Error, Result};
-use crate::repo::remote::StoreOptions;
+use crate::prefetch::{self, Spool};
+use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::Repository;
 use crate::wal_name::{is_valid_segment_size, WalName};
 
@@ -67,6 +73,23 @@ pub struct Settings {
     pub prefetch: Option<usize>,
     /// Spool root for prefetched segments.
     pub spool_dir: PathBuf,
+    /// The configuration file given on the command line (or `UXWAL_CONFIG`), which
+    /// the prefetch worker reads too.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Segments to fetch ahead: `--prefetch`, else 0 when the first repository is
+    /// a local directory (a read from disk costs no round trip worth hiding), else
+    /// [`prefetch::DEFAULT_DEPTH_OBJECT_STORE`].
+    pub fn prefetch_depth(&self) -> usize {
+        self.prefetch.unwrap_or_else(
+            || match self.repos.first().map(|r| Scheme::of(r).is_some()) {
+                Some(true) => prefetch::DEFAULT_DEPTH_OBJECT_STORE,
+                _ => 0,
+            },
+        )
+    }
 }
 
 /// What restoring did.
@@ -84,6 +107,10 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_
 /// Restores `wal_name` to `dest` from the first repository that has it, retrying
 /// transient errors when the policy is to abort. When no repository has it and
 /// one of them failed, the answer is that failure: it might have had the file.
+///
+/// With prefetch on, a full segment is first looked for in the spool (used only
+/// when it verifies), and after a segment is restored a background worker is
+/// started to fetch the following ones ([`prefetch`]).
 pub fn run(
     wal_name: &str,
     dest: &Path,
@@ -91,10 +118,60 @@ pub fn run(
     policy: ErrorPolicy,
 ) -> Result<RestoreOutcome> {
     let name: WalName = wal_name.parse()?;
+    let WalName::Segment(segment) = name else {
+        return restore_from_repos(&name, dest, settings, policy);
+    };
+    let Some(spool) = open_spool(settings) else {
+        return restore_from_repos(&name, dest, settings, policy);
+    };
+    let outcome = if spool.take(segment, dest) {
+        RestoreOutcome::Restored
+    } else {
+        restore_from_repos(&name, dest, settings, policy)?
+    };
+    if outcome == RestoreOutcome::Restored {
+        // Prefetch only saves time: its failures are notes, never a failed restore.
+        if let Err(e) = spool
+            .advance(segment)
+            .and_then(|()| spool.start_worker(settings))
+        {
+            tracing::warn!("prefetch after {segment}: {e}");
+        }
+    }
+    Ok(outcome)
+}
+
+/// How long looking up the archive identity for the spool may take. A storage
+/// that does not answer then costs the restore this much on top of its own
+/// deadline, not a second full deadline.
+const SPOOL_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
+
+/// The spool of the first repository's archive, when prefetch is on and that
+/// archive has an identity. Any problem turns prefetch off for this call.
+fn open_spool(settings: &Settings) -> Option<Spool> {
+    let depth = settings.prefetch_depth();
+    let location = settings.repos.first().filter(|_| depth > 0)?;
+    let mut store = settings.store.clone();
+    store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
+    let identity = Repository::open_with(location, &store)
+        .and_then(|repo| repo.identity())
+        .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
+        .ok()??;
+    Spool::open(&settings.spool_dir, location, identity, depth)
+        .map_err(|e| tracing::warn!("prefetch off: {e}"))
+        .ok()
+}
+
+fn restore_from_repos(
+    name: &WalName,
+    dest: &Path,
+    settings: &Settings,
+    policy: ErrorPolicy,
+) -> Result<RestoreOutcome> {
     let mut first_error = None;
     for location in &settings.repos {
         let attempt = Repository::open_with(location, &settings.store)
-            .and_then(|repo| restore_with_retries(&repo, &name, dest, policy));
+            .and_then(|repo| restore_with_retries(&repo, name, dest, policy));
         match attempt {
             Ok(RestoreOutcome::Restored) => return Ok(RestoreOutcome::Restored),
             Ok(RestoreOutcome::NotInArchive) => {}
@@ -178,6 +255,25 @@ fn restore_once(repo: &Repository, name: &WalName, dest: &Path) -> Result<Restor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_is_on_by_default_for_object_storage_only() {
+        let settings = |repo: &str, prefetch| Settings {
+            repos: vec![repo.to_string()],
+            store: StoreOptions::default(),
+            prefetch,
+            spool_dir: PathBuf::from("/nonexistent"),
+            config_file: None,
+        };
+        assert_eq!(settings("/mnt/wal", None).prefetch_depth(), 0);
+        assert_eq!(settings("file:///mnt/wal", None).prefetch_depth(), 0);
+        assert_eq!(
+            settings("s3://bucket/wal", None).prefetch_depth(),
+            prefetch::DEFAULT_DEPTH_OBJECT_STORE
+        );
+        assert_eq!(settings("s3://bucket/wal", Some(0)).prefetch_depth(), 0);
+        assert_eq!(settings("/mnt/wal", Some(3)).prefetch_depth(), 3);
+    }
 
     #[test]
     fn auto_policy_follows_the_signal_files() {

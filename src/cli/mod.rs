@@ -9,7 +9,7 @@ mod verify;
 
 pub use archive::ArchiveCli;
 pub use cleanup::CleanupCli;
-pub use restore::RestoreCli;
+pub use restore::{PrefetchWorkerCli, RestoreCli, PREFETCH_WORKER_ARG};
 pub use verify::VerifyCli;
 
 use std::path::PathBuf;

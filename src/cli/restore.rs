@@ -37,11 +37,13 @@ pub struct RestoreCli {
     pub on_error: Option<OnError>,
 
     /// Fetch up to N following segments of the same timeline in the background into
-    /// the spool, where later calls find them verified; 0 turns it off.
+    /// the spool, where later calls find them verified; 0 turns it off [default: 8
+    /// when the first repository is object storage, 0 for a directory]. The spool
+    /// holds at most N + 4 stored segments per archive.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub prefetch: Option<u16>,
 
-    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-<uid>].
+    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-$UID].
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
@@ -52,6 +54,56 @@ pub struct RestoreCli {
     /// Where to put it (%p), relative to the current directory (the data directory).
     #[arg(value_name = "DEST_PATH")]
     pub dest_path: PathBuf,
+}
+
+/// The first argument that makes `uxwal-restore` the background prefetch worker.
+pub const PREFETCH_WORKER_ARG: &str = "--prefetch-worker";
+
+/// The background prefetch worker of uxwal-restore (internal: started by uxwal-restore itself).
+// `uxwal-restore --prefetch-worker [OPTIONS]` ([`crate::prefetch`]) runs with the
+// options of the restore that started it; people never type it, so no man page.
+#[derive(Debug, Parser)]
+#[command(bin_name = "uxwal-restore --prefetch-worker", version = crate::VERSION_LINE)]
+pub struct PrefetchWorkerCli {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Segments to keep fetched after the last restored one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub prefetch: Option<u16>,
+
+    /// Spool root.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// The worker lock descriptor inherited from the restore that started it.
+    #[arg(long, value_name = "FD")]
+    pub lock_fd: Option<i32>,
+}
+
+impl PrefetchWorkerCli {
+    /// The worker's command line, when the program was started as the worker
+    /// (first argument [`PREFETCH_WORKER_ARG`]).
+    pub fn from_env() -> Option<Self> {
+        let mut args = std::env::args_os();
+        let program = args.next()?;
+        let mut rest = args.peekable();
+        if rest.peek()? != PREFETCH_WORKER_ARG {
+            return None;
+        }
+        rest.next();
+        Some(Self::parse_from(std::iter::once(program).chain(rest)))
+    }
+
+    pub fn settings(&self, file: &ConfigFile) -> Result<restore::Settings> {
+        Ok(restore::Settings {
+            repos: file.repos(&self.common.repo)?,
+            store: file.store_options(self.common.deadline)?,
+            prefetch: prefetch_depth(self.prefetch, file)?,
+            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
+            config_file: self.common.config.clone(),
+        })
+    }
 }
 
 impl RestoreCli {
@@ -68,8 +120,43 @@ impl RestoreCli {
         Ok(restore::Settings {
             repos: file.repos(&self.common.repo)?,
             store: file.store_options(self.common.deadline)?,
-            prefetch: self.prefetch.map(usize::from).or(file.prefetch),
+            prefetch: prefetch_depth(self.prefetch, file)?,
             spool_dir: file.spool_dir(self.spool_dir.as_deref()),
+            config_file: self.common.config.clone(),
         })
+    }
+}
+
+/// Largest `--prefetch` (and `prefetch` in the file): bounds the spool's disk use.
+pub const MAX_PREFETCH: usize = 64;
+
+/// `--prefetch`, else the file's `prefetch`, which must be in the same range.
+fn prefetch_depth(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
+    match cli.map(usize::from).or(file.prefetch) {
+        Some(n) if n > MAX_PREFETCH => Err(crate::Error::Config(format!(
+            "prefetch = {n}: at most {MAX_PREFETCH} segments"
+        ))),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_from_the_file_is_bounded_like_the_option() {
+        let file = |text: &str| -> ConfigFile { toml::from_str(text).unwrap() };
+        assert_eq!(prefetch_depth(None, &file("")).unwrap(), None);
+        assert_eq!(
+            prefetch_depth(None, &file("prefetch = 64")).unwrap(),
+            Some(64)
+        );
+        assert_eq!(
+            prefetch_depth(Some(2), &file("prefetch = 99")).unwrap(),
+            Some(2)
+        );
+        let err = prefetch_depth(None, &file("prefetch = 65")).unwrap_err();
+        assert!(err.to_string().contains("at most 64"), "{err}");
     }
 }

@@ -73,6 +73,9 @@ impl Site {
             .env("ARCHIVE", ARCHIVE)
             .env("RESTORE", RESTORE)
             .env("REPO", &self.location)
+            // The default spool root ($TMPDIR/uxwal-<uid>) inside this site, so that
+            // nothing a command spools outlives the test or meets another test's.
+            .env("TMPDIR", self.dir.path())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("UXWAL_REPO")
             .env_remove("UXWAL_CONFIG")
@@ -131,6 +134,46 @@ impl Site {
             }
         });
         found
+    }
+}
+
+/// Waits (polling, up to `limit`) until no `uxwal-restore` prefetch worker runs
+/// for any spool directory under `spool_root`: a worker holds its directory's
+/// `.worker.lock` from before the restore that started it returns until it
+/// exits. Returns false when one was still running at the limit. Never panics,
+/// so it can run in `Drop`.
+pub fn wait_for_prefetch_workers(spool_root: &Path, limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    for entry in fs::read_dir(spool_root).into_iter().flatten().flatten() {
+        let lock = entry.path().join(".worker.lock");
+        let Ok(lock) = fs::File::options().read(true).write(true).open(lock) else {
+            continue;
+        };
+        loop {
+            if lock.try_lock().is_ok() {
+                let _ = lock.unlock();
+                break;
+            }
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50)); // polling a lock, bounded
+        }
+    }
+    true
+}
+
+impl Drop for Site {
+    /// Waits for the prefetch workers that restores of this site started, under
+    /// the default spool root (see [`Site::sh`]) and under `spool/`.
+    fn drop(&mut self) {
+        for root in fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            wait_for_prefetch_workers(&root.path(), std::time::Duration::from_secs(120));
+        }
     }
 }
 

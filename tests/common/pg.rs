@@ -613,13 +613,21 @@ impl Cluster {
     }
 
     /// The `restore_command` this cluster uses: its copy of uxwal-restore
-    /// from its repository.
+    /// from its repository, with its own prefetch spool (see [`Cluster::spool_dir`]).
     pub fn restore_command(&self) -> String {
         format!(
-            "{} {} %f %p",
+            "{} {} --spool-dir {} %f %p",
             self.bin.join("uxwal-restore").display(),
-            self.repo_arg()
+            self.repo_arg(),
+            self.spool_dir().display()
         )
+    }
+
+    /// The spool root of this cluster's uxwal-restore, inside its directory, so
+    /// that dropping the cluster can wait for the prefetch workers its restores
+    /// started (prefetch is on by default for object storage).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("spool")
     }
 
     /// Appends `text` to `postgresql.conf` (later lines win).
@@ -877,9 +885,20 @@ impl Drop for Cluster {
                 self.log_tail(60)
             );
         }
-        if !self.running {
-            return;
+        if self.running {
+            self.stop_now();
         }
+        // No prefetch worker outlives the cluster (they exit on their own once
+        // the window is full; this only waits).
+        if !super::wait_for_prefetch_workers(&self.spool_dir(), Duration::from_secs(120)) {
+            eprintln!("a prefetch worker of {} was still running", self.name);
+        }
+    }
+}
+
+impl Cluster {
+    /// Immediate stop, then SIGKILL to the postmaster if it is still there.
+    fn stop_now(&mut self) {
         let pid = self.postmaster_pid();
         let _ = pg_command("pg_ctl")
             .current_dir(self.dir.path())

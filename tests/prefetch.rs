@@ -1,0 +1,703 @@
+//! `uxwal-restore --prefetch N`: segments fetched ahead into the spool are used
+//! only once verified and only for their own archive and timeline; damaged ones
+//! are refetched; history files never come from the spool; a busy or stuck
+//! worker never holds up a restore; and a real point-in-time recovery across a
+//! timeline switch restores exactly the source data with prefetch on.
+//!
+//! The detached worker is waited for through its lock: the restore that starts a
+//! worker takes `.worker.lock` and hands it to the worker, so once a restore has
+//! returned, taking that lock means no worker of it is running any more.
+
+mod common;
+
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::pg::{poll_until, Cluster, Recovery, RestoreOptions};
+use common::servers::S3;
+use common::{segment, Ran, Site, MIB, RESTORE, SYSID};
+use uxwal::prefetch::Spool;
+use uxwal::repo::Identity;
+use uxwal::wal_name::SegmentName;
+
+fn seg(n: u64) -> String {
+    seg_on(1, n)
+}
+
+fn seg_on(timeline: u32, n: u64) -> String {
+    SegmentName::from_segment_number(timeline, n, MIB).to_string()
+}
+
+fn spool_root(site: &Site) -> PathBuf {
+    site.dir.path().join("spool")
+}
+
+/// The spool directory of the archive at `site` with system identifier `sysid`
+/// (1 MiB segments), under `site`'s spool root.
+fn spool_dir(site: &Site, sysid: u64) -> PathBuf {
+    spool_dir_of(site, site, sysid)
+}
+
+/// The spool directory of the archive at `archive`, under `site`'s spool root.
+fn spool_dir_of(site: &Site, archive: &Site, sysid: u64) -> PathBuf {
+    let identity = Identity {
+        system_identifier: sysid,
+        segment_size: MIB,
+        page_magic: 0xD110,
+    };
+    Spool::dir_for(&spool_root(site), &archive.location, &identity)
+}
+
+/// Archives segments `numbers` of timeline 1 (1 MiB, cluster `sysid`); returns their bytes.
+fn archive_segments(
+    site: &Site,
+    numbers: std::ops::RangeInclusive<u64>,
+    sysid: u64,
+) -> Vec<Vec<u8>> {
+    numbers
+        .map(|n| {
+            let name = seg(n);
+            let bytes = segment(&name, MIB, sysid, n);
+            site.write_wal(&name, &bytes);
+            let ran = site.archive(&name, "");
+            assert_eq!(ran.code, 0, "archive {name}: {}", ran.stderr);
+            bytes
+        })
+        .collect()
+}
+
+/// `restore_command` with prefetch `depth` (`None`: the default) into this site's spool.
+fn restore(site: &Site, name: &str, depth: Option<u64>) -> Ran {
+    let depth = depth.map(|n| format!("--prefetch {n}")).unwrap_or_default();
+    site.restore(
+        name,
+        &format!("-v {depth} --spool-dir {}", spool_root(site).display()),
+    )
+}
+
+/// Restores `name`, which must succeed with `expected`; returns whether the
+/// spool served it.
+fn restore_ok(site: &Site, name: &str, depth: Option<u64>, expected: &[u8]) -> bool {
+    let ran = restore(site, name, depth);
+    assert_eq!(ran.code, 0, "restore {name}: {}", ran.stderr);
+    assert!(
+        site.restored().as_deref() == Some(expected),
+        "{name}: restored bytes differ"
+    );
+    ran.stderr.contains("from the prefetch spool")
+}
+
+/// Waits until no prefetch worker holds the spool's lock (see the module docs).
+fn wait_for_worker(dir: &Path) {
+    let Ok(lock) = File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join(".worker.lock"))
+    else {
+        return;
+    };
+    poll_until("the prefetch worker to finish", || {
+        lock.try_lock().map_err(|e| e.to_string())
+    });
+    lock.unlock().unwrap();
+}
+
+/// Waits, when dropped, for the prefetch workers of every spool directory under
+/// a spool root: no worker outlives its test, even one that failed half way.
+/// Declared after the directories it watches, so it is dropped before them.
+struct WorkersJoined(PathBuf);
+
+impl Drop for WorkersJoined {
+    fn drop(&mut self) {
+        common::wait_for_prefetch_workers(&self.0, Duration::from_secs(120));
+    }
+}
+
+/// The segment names in a spool directory, sorted.
+fn spooled(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.len() == 24 || n.ends_with(".history"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn names(numbers: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    numbers.map(seg).collect()
+}
+
+/// The stored object of `name` in a local repository.
+fn stored(site: &Site, name: &str) -> Vec<u8> {
+    fs::read(&site.archived(name)[0]).unwrap()
+}
+
+fn private_dir(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
+    let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=8, SYSID);
+    let dir = spool_dir(&site, SYSID);
+
+    assert!(!restore_ok(&site, &seg(1), Some(3), &originals[0]));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(2..=4), "the window after segment 1");
+    for n in 2..=4 {
+        assert_eq!(
+            fs::read(dir.join(seg(n))).unwrap(),
+            stored(&site, &seg(n)),
+            "an entry is the stored object as it is"
+        );
+    }
+
+    assert!(
+        restore_ok(&site, &seg(2), Some(3), &originals[1]),
+        "segment 2 comes from the spool"
+    );
+    wait_for_worker(&dir);
+    assert_eq!(
+        spooled(&dir),
+        names(3..=5),
+        "consumed, and the window moved"
+    );
+
+    // A jump ahead (as after a timeline switch) makes the old entries stale;
+    // the archive ends at 8, so nothing is fetched after it.
+    assert!(!restore_ok(&site, &seg(8), Some(3), &originals[7]));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), Vec::<String>::new());
+
+    // Prefetch is off by default for a local directory.
+    let default = restore(&site, &seg(5), None);
+    assert_eq!(default.code, 0, "{}", default.stderr);
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), Vec::<String>::new());
+
+    // The window stops at the end of the archive.
+    assert!(!restore_ok(&site, &seg(6), Some(5), &originals[5]));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(7..=8));
+    let tmp_left: Vec<_> = fs::read_dir(dir.join("tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != ".lock")
+        .collect();
+    assert!(tmp_left.is_empty(), "staging files left: {tmp_left:?}");
+}
+
+#[test]
+fn a_damaged_spooled_segment_is_removed_and_fetched_from_the_archive() {
+    let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=6, SYSID);
+    let dir = spool_dir(&site, SYSID);
+    assert!(!restore_ok(&site, &seg(1), Some(4), &originals[0]));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(2..=5));
+
+    let flipped = dir.join(seg(2));
+    let mut bytes = fs::read(&flipped).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&flipped, &bytes).unwrap();
+    let truncated = dir.join(seg(3));
+    let bytes = fs::read(&truncated).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+
+    for (n, what) in [(2, "flipped byte"), (3, "truncated")] {
+        let ran = restore(&site, &seg(n), Some(4));
+        assert_eq!(ran.code, 0, "{what}: {}", ran.stderr);
+        assert_eq!(
+            site.restored().as_deref(),
+            Some(&originals[n as usize - 1][..]),
+            "{what}"
+        );
+        assert!(
+            ran.stderr.contains(&format!("spooled copy of {}", seg(n)))
+                && ran.stderr.contains("unusable"),
+            "{what}: the warning names the file: {}",
+            ran.stderr
+        );
+        assert!(!ran.stderr.contains("from the prefetch spool"), "{what}");
+        wait_for_worker(&dir);
+        assert!(
+            !dir.join(seg(n)).exists(),
+            "{what}: the damaged entry is gone"
+        );
+    }
+    // The undamaged ones are still used.
+    assert!(restore_ok(&site, &seg(4), Some(4), &originals[3]));
+}
+
+#[test]
+fn history_files_never_come_from_the_spool() {
+    let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
+    archive_segments(&site, 1..=2, SYSID);
+    site.write_wal(
+        "00000002.history",
+        b"1\t0/2000000\tno recovery target specified\n",
+    );
+    assert_eq!(site.archive("00000002.history", "").code, 0);
+
+    // Valid stored objects of other history files, planted in the spool.
+    let other = Site::new();
+    for (name, body) in [
+        ("00000002.history", &b"1\t0/9000000\tsomething else\n"[..]),
+        (
+            "00000003.history",
+            &b"1\t0/2000000\tx\n2\t0/3000000\ty\n"[..],
+        ),
+    ] {
+        other.write_wal(name, body);
+        assert_eq!(other.archive(name, "").code, 0);
+    }
+    let dir = spool_dir(&site, SYSID);
+    private_dir(&dir);
+    for name in ["00000002.history", "00000003.history"] {
+        fs::write(dir.join(name), stored(&other, name)).unwrap();
+    }
+
+    let ran = restore(&site, "00000002.history", Some(4));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        site.restored().unwrap(),
+        b"1\t0/2000000\tno recovery target specified\n",
+        "the archive's history file, not the spool's"
+    );
+    let ran = restore(&site, "00000003.history", Some(4));
+    assert_eq!(
+        ran.code, 1,
+        "not in the archive, whatever the spool holds: {}",
+        ran.stderr
+    );
+    wait_for_worker(&dir);
+}
+
+#[test]
+fn a_spooled_segment_of_another_archive_is_never_used() {
+    let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=3, SYSID);
+    let foreign = Site::new();
+    archive_segments(&foreign, 1..=5, 42);
+
+    // Another cluster's segments of the same names, in this archive's spool
+    // directory and in the other archive's.
+    let mine = spool_dir(&site, SYSID);
+    let theirs = spool_dir_of(&site, &foreign, 42);
+    private_dir(&mine);
+    private_dir(&theirs);
+    fs::write(mine.join(seg(2)), stored(&foreign, &seg(2))).unwrap();
+    fs::write(mine.join(seg(4)), stored(&foreign, &seg(4))).unwrap();
+    fs::write(theirs.join(seg(5)), stored(&foreign, &seg(5))).unwrap();
+
+    let ran = restore(&site, &seg(2), Some(2));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(site.restored().as_deref(), Some(&originals[1][..]));
+    assert!(ran.stderr.contains("database system 42"), "{}", ran.stderr);
+    wait_for_worker(&mine);
+
+    let ran = restore(&site, &seg(4), Some(2));
+    assert_eq!(ran.code, 1, "not in this archive: {}", ran.stderr);
+    assert!(!mine.join(seg(4)).exists(), "the foreign entry was removed");
+    let ran = restore(&site, &seg(5), Some(2));
+    assert_eq!(
+        ran.code, 1,
+        "another archive's spool is not looked at: {}",
+        ran.stderr
+    );
+    assert!(theirs.join(seg(5)).exists());
+    wait_for_worker(&mine);
+}
+
+#[test]
+fn another_archive_of_the_same_cluster_has_its_own_spool() {
+    // Two archives with one system identifier and different segments under the
+    // same names (as clusters cloned from one base backup write), restored
+    // with one spool root: each restore gets its own archive's bytes.
+    let site = Site::new();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=4, SYSID);
+    let clone = Site::new();
+    let clone_segments: Vec<Vec<u8>> = (1..=4)
+        .map(|n| {
+            let bytes = segment(&seg(n), MIB, SYSID, 100 + n);
+            clone.write_wal(&seg(n), &bytes);
+            assert_eq!(clone.archive(&seg(n), "").code, 0);
+            bytes
+        })
+        .collect();
+    assert_ne!(clone_segments[1], originals[1]);
+    // `clone` restores with `site`'s spool root.
+    let shared_root = format!(
+        "-v --prefetch 3 --spool-dir {}",
+        spool_root(&site).display()
+    );
+    let from_clone = clone.restore(&seg(1), &shared_root);
+    assert_eq!(from_clone.code, 0, "{}", from_clone.stderr);
+    wait_for_worker(&spool_dir_of(&site, &clone, SYSID));
+    assert_eq!(spooled(&spool_dir_of(&site, &clone, SYSID)), names(2..=4));
+
+    assert!(
+        !restore_ok(&site, &seg(2), Some(3), &originals[1]),
+        "not the clone's spooled segment 2"
+    );
+    wait_for_worker(&spool_dir(&site, SYSID));
+    let from_clone = clone.restore(&seg(2), &shared_root);
+    assert_eq!(from_clone.code, 0, "{}", from_clone.stderr);
+    assert_eq!(clone.restored().as_deref(), Some(&clone_segments[1][..]));
+    assert!(from_clone.stderr.contains("from the prefetch spool"));
+    wait_for_worker(&spool_dir_of(&site, &clone, SYSID));
+}
+
+/// Runs `f` on another thread and fails the test if it has not returned within `limit`.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
+#[test]
+fn a_busy_worker_never_holds_up_a_restore() {
+    let site = std::sync::Arc::new(Site::new());
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=5, SYSID);
+    let dir = spool_dir(&site, SYSID);
+    private_dir(&dir);
+    // A worker that holds the lock and does nothing (stuck, or frozen).
+    let lock = File::create(dir.join(".worker.lock")).unwrap();
+    lock.lock().unwrap();
+    let s = site.clone();
+    let ran = within(
+        Duration::from_secs(60),
+        "restore with a stuck worker",
+        move || restore(&s, &seg(1), Some(3)),
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(site.restored().as_deref(), Some(&originals[0][..]));
+    assert_eq!(
+        spooled(&dir),
+        Vec::<String>::new(),
+        "no second worker started"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("want")).unwrap().trim(),
+        seg(1),
+        "the running worker is told the new position"
+    );
+    drop(lock);
+
+    assert!(!restore_ok(&site, &seg(2), Some(3), &originals[1]));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(3..=5));
+}
+
+/// Whether `pid` has a handler installed for SIGTERM (`SigCgt` in /proc).
+fn catches_sigterm(pid: u32) -> Result<(), String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .ok_or("no SigCgt")?;
+    if mask & (1 << (libc::SIGTERM - 1)) != 0 {
+        Ok(())
+    } else {
+        Err(format!("SigCgt {mask:#x}"))
+    }
+}
+
+#[test]
+fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
+    let s3 = S3::start("walbucket");
+    let mut site = Site::new();
+    site.location = s3.location("prefetch");
+    site.env = s3.env();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=6, SYSID);
+    let dir = spool_dir(&site, SYSID);
+
+    // Object storage: prefetch is on by default (8), and the archive ends at 6.
+    assert!(!restore_ok(&site, &seg(1), None, &originals[0]));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(2..=6));
+    for n in 2..=3 {
+        assert!(
+            restore_ok(&site, &seg(n), None, &originals[n as usize - 1]),
+            "segment {n}"
+        );
+        wait_for_worker(&dir);
+    }
+
+    // A worker waiting on a storage that does not answer stops at SIGTERM,
+    // long before its deadline, and publishes nothing half written.
+    s3.server.freeze();
+    let mut worker = Command::new(RESTORE)
+        .arg("--prefetch-worker")
+        .args([
+            "--repo",
+            &site.location,
+            "--prefetch",
+            "4",
+            "--deadline",
+            "300",
+        ])
+        .arg("--spool-dir")
+        .arg(spool_root(&site))
+        .envs(site.env.iter().map(|(k, v)| (k, v)))
+        .env_remove("UXWAL_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    poll_until("the worker to install its signal handler", || {
+        catches_sigterm(worker.id())
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(worker.id() as libc::pid_t, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = poll_until("the worker to stop", || {
+        worker
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(0), "a clean stop: {status}");
+    s3.server.thaw();
+
+    // What is in the spool is complete: every entry verifies and is used.
+    for n in 4..=6 {
+        assert!(
+            restore_ok(&site, &seg(n), None, &originals[n as usize - 1]),
+            "segment {n}"
+        );
+        wait_for_worker(&dir);
+    }
+}
+
+const STATE_SQL: &str = "select (select sum(abalance) || '/' || count(*) from pgbench_accounts) \
+     || ' markers=' || (select coalesce(string_agg(label, ',' order by label), '') from uxwal_marker)";
+
+/// A cluster recovering from `backup` whose restore_command prefetches 4
+/// segments into its spool and says where each segment came from (`-v`).
+/// Dropping the cluster waits for its prefetch workers.
+fn recovering_with_prefetch(name: &str, backup: &Path, repo: &Path, recovery: Recovery) -> Cluster {
+    let cluster = Cluster::from_backup(
+        name,
+        backup,
+        &RestoreOptions {
+            repo: repo.to_path_buf(),
+            recovery,
+            archive: true,
+        },
+    );
+    let command = cluster
+        .restore_command()
+        .replace(" %f %p", " -v --prefetch 4 %f %p");
+    cluster.append_conf(&format!("restore_command = '{command}'"));
+    cluster
+}
+
+/// How many segments the server log says came from the spool.
+fn served_from_spool(cluster: &Cluster) -> usize {
+    cluster
+        .log_tail(1_000_000)
+        .lines()
+        .filter(|l| l.contains("from the prefetch spool"))
+        .count()
+}
+
+#[test]
+fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
+    let (shared, repo) = common::pg::shared_repo("uxwal-prefetch.");
+    let backup = shared.path().join("base");
+
+    let mut primary = Cluster::archiving_primary("pfprimary", 1, &repo);
+    primary.pgbench(&["-i", "-s", "2", "-q"]);
+    primary.psql("create table uxwal_marker (label text primary key)");
+    primary.base_backup(&backup);
+    primary.pgbench(&["-n", "-c", "2", "-t", "200"]);
+    // Several megabytes of WAL: many 1 MiB segments to prefetch.
+    primary.psql("insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g");
+    primary.psql("insert into uxwal_marker values ('before_target')");
+    let at_target = primary.psql(STATE_SQL);
+    primary.psql("select pg_create_restore_point('uxwal_prefetch')");
+    primary.pgbench(&["-n", "-c", "2", "-t", "200"]);
+    primary.psql("insert into uxwal_marker values ('after_target')");
+    let last = primary.switch_wal();
+    primary.wait_for_archived(&last);
+    assert_eq!(primary.archive_failures(), 0);
+    primary.stop();
+
+    // Point-in-time recovery to the restore point, promoted onto timeline 2.
+    let mut pitr = recovering_with_prefetch(
+        "pfpitr",
+        &backup,
+        &repo,
+        Recovery::PointInTime {
+            target_name: Some("uxwal_prefetch".into()),
+            target_timeline: None,
+            action: "promote".into(),
+        },
+    );
+    pitr.start();
+    pitr.wait_for("select pg_is_in_recovery()", "f");
+    assert_eq!(pitr.psql(STATE_SQL), at_target, "data at the restore point");
+    assert_eq!(pitr.current_timeline(), 2);
+    let from_spool = served_from_spool(&pitr);
+    assert!(
+        from_spool > 0,
+        "no segment came from the spool:\n{}",
+        pitr.log_tail(60)
+    );
+    pitr.psql("insert into uxwal_marker values ('timeline2')");
+    pitr.pgbench(&["-n", "-c", "2", "-t", "200"]);
+    pitr.psql("insert into uxwal_marker select 'tl2_' || g from generate_series(1, 40000) g");
+    let tl2_state = pitr.psql(STATE_SQL);
+    let last_tl2 = pitr.switch_wal();
+    pitr.wait_for_archived(&last_tl2);
+    assert_eq!(pitr.archive_failures(), 0);
+    pitr.stop();
+
+    // Again from the base backup, following timeline 1 into timeline 2 to its end.
+    let mut latest = recovering_with_prefetch(
+        "pflatest",
+        &backup,
+        &repo,
+        Recovery::PointInTime {
+            target_name: None,
+            target_timeline: Some("latest".into()),
+            action: "promote".into(),
+        },
+    );
+    latest.start();
+    latest.wait_for("select pg_is_in_recovery()", "f");
+    assert_eq!(
+        latest.psql(STATE_SQL),
+        tl2_state,
+        "all of timeline 2, through the switch"
+    );
+    assert!(latest.current_timeline() >= 3);
+    let log = latest.log_tail(1_000_000);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("from the prefetch spool") && l.contains("restored 00000002")),
+        "timeline-2 segments came from the spool too:\n{}",
+        latest.log_tail(60)
+    );
+    latest.stop();
+    eprintln!("{from_spool} segments from the spool in the first recovery");
+    for cluster in [&pitr, &latest] {
+        assert!(
+            common::wait_for_prefetch_workers(&cluster.spool_dir(), Duration::from_secs(120)),
+            "a prefetch worker of {} is still running",
+            cluster.name()
+        );
+    }
+}
+
+#[test]
+fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
+    let s3 = S3::start("walbucket");
+    let shared = common::pg::pg_tempdir("uxwal-prefetch-s3.");
+    let backup = shared.path().join("base");
+    // Object storage, no `prefetch` key: the default depth (8).
+    let config = shared.path().join("uxwal.toml");
+    fs::write(
+        &config,
+        format!(
+            "repo = \"{}\"\ndeadline = 30\n[s3]\nendpoint = \"{}\"\n\
+             access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
+             region = \"us-east-1\"\nallow_http = true\n",
+            s3.location("pg"),
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    common::pg::chown_to_postgres(&config);
+    let args = format!("--config {}", config.display());
+
+    let mut primary = Cluster::init(
+        "pfs3primary",
+        &common::pg::InitOptions {
+            wal_segsize_mb: 1,
+            archive: true,
+            repo: None,
+        },
+    );
+    primary.set_repo_args(&args);
+    primary.start();
+    primary.pgbench(&["-i", "-s", "1", "-q"]);
+    primary.psql("create table uxwal_marker (label text primary key)");
+    primary.base_backup(&backup);
+    primary.psql("insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g");
+    primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
+    let at_target = primary.psql(STATE_SQL);
+    primary.psql("select pg_create_restore_point('uxwal_prefetch_s3')");
+    primary.psql("insert into uxwal_marker values ('after_target')");
+    let last = primary.switch_wal();
+    primary.wait_for_archived(&last);
+    assert_eq!(primary.archive_failures(), 0);
+    primary.stop();
+
+    let mut pitr = Cluster::from_backup(
+        "pfs3pitr",
+        &backup,
+        &RestoreOptions {
+            repo: shared.path().join("unused"),
+            recovery: Recovery::PointInTime {
+                target_name: Some("uxwal_prefetch_s3".into()),
+                target_timeline: None,
+                action: "promote".into(),
+            },
+            archive: false,
+        },
+    );
+    pitr.set_repo_args(&args);
+    let command = pitr.restore_command().replace(" %f %p", " -v %f %p");
+    pitr.append_conf(&format!("restore_command = '{command}'"));
+    pitr.start();
+    pitr.wait_for("select pg_is_in_recovery()", "f");
+    assert_eq!(pitr.psql(STATE_SQL), at_target, "data at the restore point");
+    let from_spool = served_from_spool(&pitr);
+    assert!(
+        from_spool > 0,
+        "no segment came from the spool:\n{}",
+        pitr.log_tail(60)
+    );
+    eprintln!("{from_spool} segments from the spool");
+    pitr.stop();
+    assert!(
+        common::wait_for_prefetch_workers(&pitr.spool_dir(), Duration::from_secs(120)),
+        "a prefetch worker is still running"
+    );
+}
