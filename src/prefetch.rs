@@ -8,14 +8,17 @@
 //! timeline. The next call takes its segment from the spool when it is there.
 //!
 //! Guarantees:
-//! - **Verified before use.** A spool entry is the stored object exactly as in
-//!   the repository (compressed, with the uxwal trailer). It is decoded into the
-//!   destination's staging file with the same SHA-256 and size check as a
-//!   repository object, and its page header must carry the archive's system
-//!   identifier and segment size. Anything else is logged, removed, and the
+//! - **Verified before use.** The worker decodes each stored object (checking it)
+//!   and spools the segment uncompressed, as a codec-`none` object with the same
+//!   SHA-256 trailer, so that the call the database waits for does no
+//!   decompression. That call copies the entry into the destination's staging
+//!   file with the same SHA-256 and size check as a repository object, and its
+//!   page header must carry the archive's system identifier and segment size. Anything else is logged, removed, and the
 //!   segment is fetched from the repository as if the spool did not exist.
 //! - **Keyed by archive, identity and timeline.** Each archive has its own spool
-//!   directory `<spool root>/restore-<system identifier>-<location hash>`: the
+//!   directory `<spool root>/restore-<system identifier>-<location hash>`
+//!   (the call finds the identity in `<spool root>/restore-<location hash>/identity`,
+//!   which every worker refreshes from the archive; see [`Spool::cached_identity`]): the
 //!   system identifier alone is not enough, because clusters cloned from one base
 //!   backup share it and, archiving to separate places, write different segments
 //!   under the same names. Entries are named after the full segment name
@@ -40,7 +43,7 @@
 //!   worker leaves staging files at most, which the next writer removes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
@@ -53,7 +56,7 @@ use std::time::{Duration, SystemTime};
 use sha2::Digest;
 
 use crate::cli::PREFETCH_WORKER_ARG;
-use crate::codec::{self, ReadError};
+use crate::codec::{self, Compression, ReadError};
 use crate::durable::{self, StagedFile};
 use crate::error::{Error, Result};
 use crate::exit;
@@ -105,12 +108,43 @@ impl Spool {
 
     /// `<root>/restore-<system identifier>-<first 16 hex digits of the SHA-256 of location>`.
     pub fn dir_for(root: &Path, location: &str, identity: &Identity) -> PathBuf {
-        let hash = sha2::Sha256::digest(location.as_bytes());
         root.join(format!(
             "restore-{}-{}",
             identity.system_identifier,
-            codec::hex(&hash[..8])
+            location_key(location)
         ))
+    }
+
+    /// The identity the last worker read from the archive at `location`, so that
+    /// a call the database waits for finds its spool without a round trip. Every
+    /// worker reads the archive's identity again and refreshes this, so after an
+    /// archive at the same location changed identity at most the next call still
+    /// looks in the old spool; and what it takes from there is a segment the
+    /// direct path would equally have taken from that location moments before
+    /// (restore reads objects by name, and the database checks the system
+    /// identifier of every page it replays).
+    pub fn cached_identity(root: &Path, location: &str) -> Option<Identity> {
+        let dir = spool::open_private_dir(&identity_dir(root, location)).ok()?;
+        let text = fs::read_to_string(dir.join(IDENTITY_FILE)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    /// Records `identity` as the one of the archive at `location` (see [`Spool::cached_identity`]).
+    pub fn remember_identity(root: &Path, location: &str, identity: &Identity) -> Result<()> {
+        if Self::cached_identity(root, location).as_ref() == Some(identity) {
+            return Ok(());
+        }
+        let dir = spool::open_private_dir(&identity_dir(root, location))?;
+        let path = dir.join(IDENTITY_FILE);
+        let local = |e: io::Error| Error::Destination {
+            path: path.clone(),
+            source: e,
+        };
+        let mut staged =
+            StagedFile::create(&dir.join(STAGING_DIR), IDENTITY_FILE).map_err(local)?;
+        let text = toml::to_string(identity).expect("serializable");
+        staged.write_all(text.as_bytes()).map_err(local)?;
+        staged.publish_replace(&path).map_err(local)
     }
 
     pub fn dir(&self) -> &Path {
@@ -433,6 +467,9 @@ fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<W
         return Ok(WorkerOutcome::Idle);
     };
     drop(repo);
+    if let Err(e) = Spool::remember_identity(&settings.spool_dir, location, &identity) {
+        tracing::debug!("cannot remember the archive identity: {e}");
+    }
     let spool = Spool::open(
         &settings.spool_dir,
         location,
@@ -546,6 +583,36 @@ fn fill_window(
     })
 }
 
+/// First 16 hex digits of the SHA-256 of a repository location: names its spool.
+fn location_key(location: &str) -> String {
+    codec::hex(&sha2::Sha256::digest(location.as_bytes())[..8])
+}
+
+/// `<root>/restore-<location key>/`: holds the archive's identity as the last worker read it.
+fn identity_dir(root: &Path, location: &str) -> PathBuf {
+    root.join(format!("restore-{}", location_key(location)))
+}
+
+/// The file in [`identity_dir`] that holds the identity.
+const IDENTITY_FILE: &str = "identity";
+
+/// A writer that fails once a shutdown signal has arrived. (Not with `Interrupted`:
+/// `write_all` retries that kind forever.)
+struct StopOnSignal<W>(W);
+
+impl<W: Write> Write for StopOnSignal<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if signals::stop_requested() {
+            return Err(io::Error::other("stopped by a shutdown signal"));
+        }
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Copies the stored object of `segment` into the spool. `Ok(false)`: not in the archive.
 fn fetch_one(
     spool: &Spool,
@@ -564,27 +631,42 @@ fn fetch_one(
         path: spool.entry(segment),
         source: e,
     };
-    let mut staged =
-        StagedFile::create(&spool.dir.join(STAGING_DIR), &segment.to_string()).map_err(local)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        if signals::stop_requested() {
-            // Dropping the staging file removes it; nothing appears under the name.
+    let storage = |e: io::Error| Error::Storage {
+        location: repo.describe(),
+        op: "read",
+        key: key.clone(),
+        source: e,
+    };
+    // Spooled as it will be served: decoded here, in the background, and stored
+    // with codec `none` (raw blocks and the same SHA-256 trailer), so the call the
+    // database waits for only checks the hash while copying. A damaged object is
+    // not spooled: the direct fetch reports it properly.
+    let (format, trailer, payload) = match codec::read_trailer(&mut obj.reader, obj.len) {
+        Ok(found) => found,
+        Err(ReadError::Codec(e)) => {
+            tracing::debug!("not spooling {segment}: {e}");
             return Ok(true);
         }
-        let n = obj.reader.read(&mut buf).map_err(|e| Error::Storage {
-            location: repo.describe(),
-            op: "read",
-            key: key.clone(),
-            source: e,
-        })?;
-        if n == 0 {
-            break;
+        Err(ReadError::Io(e) | ReadError::Output(e)) => return Err(storage(e)),
+    };
+    let staged =
+        StagedFile::create(&spool.dir.join(STAGING_DIR), &segment.to_string()).map_err(local)?;
+    let encoder = codec::Encoder::new(staged, Compression::None, 0).map_err(local)?;
+    let mut out = StopOnSignal(encoder);
+    match codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut out) {
+        Ok(()) => {}
+        Err(ReadError::Codec(e)) => {
+            tracing::debug!("not spooling {segment}: {e}");
+            return Ok(true);
         }
-        staged.write_all(&buf[..n]).map_err(local)?;
+        // Stopped by a signal, or our own disk: dropping the staging file removes it.
+        Err(ReadError::Output(_)) if signals::stop_requested() => return Ok(true),
+        Err(ReadError::Output(e)) => return Err(local(e)),
+        Err(ReadError::Io(e)) => return Err(storage(e)),
     }
-    staged
-        .publish_replace(&spool.entry(segment))
+    out.0
+        .finish(&trailer)
+        .and_then(|staged| staged.publish_replace(&spool.entry(segment)))
         .map_err(local)?;
     Ok(true)
 }

@@ -151,12 +151,21 @@ const SPOOL_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
 fn open_spool(settings: &Settings) -> Option<Spool> {
     let depth = settings.prefetch_depth();
     let location = settings.repos.first().filter(|_| depth > 0)?;
-    let mut store = settings.store.clone();
-    store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
-    let identity = Repository::open_with(location, &store)
-        .and_then(|repo| repo.identity())
-        .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
-        .ok()??;
+    let identity = match Spool::cached_identity(&settings.spool_dir, location) {
+        Some(identity) => identity,
+        None => {
+            let mut store = settings.store.clone();
+            store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
+            let identity = Repository::open_with(location, &store)
+                .and_then(|repo| repo.identity())
+                .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
+                .ok()??;
+            if let Err(e) = Spool::remember_identity(&settings.spool_dir, location, &identity) {
+                tracing::debug!("cannot remember the archive identity: {e}");
+            }
+            identity
+        }
+    };
     Spool::open(&settings.spool_dir, location, identity, depth)
         .map_err(|e| tracing::warn!("prefetch off: {e}"))
         .ok()
