@@ -358,7 +358,7 @@ fn check_entry(
     // The local hash is CPU and the repository checks are round trips: overlap them.
     std::thread::scope(|scope| {
         let hashed = scope.spawn(|| hash_file(wal_path));
-        let stored = check_repositories(entry, name, repos);
+        let stored = check_repositories(entry, name, repos, settings);
         let (size, sha256) = hashed
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
@@ -371,37 +371,55 @@ fn check_entry(
 }
 
 /// Checks that every repository still has the recorded identity and holds the
-/// object with the recorded size.
+/// object with the recorded size. The object checks run on clients of their own
+/// (a [`Repository`] serves one thread), so they are in flight together with the
+/// identity checks: a confirmation costs one round trip, not two per repository.
 fn check_repositories(
     entry: &PushedEntry,
     name: &WalName,
     repos: &[Repository],
+    settings: &Settings,
 ) -> std::result::Result<(), String> {
     let key = Repository::key(name);
-    for (repo, record) in repos.iter().zip(&entry.repos) {
-        let identity = repo
-            .identity()
-            .map_err(|e| e.to_string())?
-            .map(|i| i.system_identifier.to_string());
-        // A repository without an identity then (only history files in it) may
-        // have gained one since; one that had an identity must still have it.
-        if record.system_identifier.is_some() && identity != record.system_identifier {
-            return Err(format!(
-                "repository {} has another identity than when it was pushed ahead",
-                repo.describe()
-            ));
+    std::thread::scope(|scope| {
+        let stats: Vec<_> = settings
+            .repos
+            .iter()
+            .map(|location| {
+                let key = &key;
+                scope.spawn(move || {
+                    Repository::open_with(location, &settings.store).and_then(|r| r.stat(key))
+                })
+            })
+            .collect();
+        for (repo, record) in repos.iter().zip(&entry.repos) {
+            let identity = repo
+                .identity()
+                .map_err(|e| e.to_string())?
+                .map(|i| i.system_identifier.to_string());
+            // A repository without an identity then (only history files in it) may
+            // have gained one since; one that had an identity must still have it.
+            if record.system_identifier.is_some() && identity != record.system_identifier {
+                return Err(format!(
+                    "repository {} has another identity than when it was pushed ahead",
+                    repo.describe()
+                ));
+            }
         }
-        match repo.stat(&key).map_err(|e| e.to_string())? {
-            Some(stored) if stored == record.stored_size => {}
-            _ => {
+        for ((stat, repo), record) in stats.into_iter().zip(repos).zip(&entry.repos) {
+            let stored = stat
+                .join()
+                .map_err(|_| "the checking thread panicked".to_string())?
+                .map_err(|e| e.to_string())?;
+            if stored != Some(record.stored_size) {
                 return Err(format!(
                     "repository {} no longer holds what was pushed ahead",
                     repo.describe()
-                ))
+                ));
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Reads an entry file; `None` when there is none.
