@@ -96,13 +96,7 @@ impl PrefetchWorkerCli {
     }
 
     pub fn settings(&self, file: &ConfigFile) -> Result<restore::Settings> {
-        Ok(restore::Settings {
-            repos: file.repos(&self.common.repo)?,
-            store: file.store_options(self.common.deadline)?,
-            prefetch: prefetch_depth(self.prefetch, file)?,
-            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
-            config_file: self.common.config.clone(),
-        })
+        settings(&self.common, self.prefetch, self.spool_dir.as_deref(), file)
     }
 }
 
@@ -117,14 +111,24 @@ impl RestoreCli {
     }
 
     pub fn settings(&self, file: &ConfigFile) -> Result<restore::Settings> {
-        Ok(restore::Settings {
-            repos: file.repos(&self.common.repo)?,
-            store: file.store_options(self.common.deadline)?,
-            prefetch: prefetch_depth(self.prefetch, file)?,
-            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
-            config_file: self.common.config.clone(),
-        })
+        settings(&self.common, self.prefetch, self.spool_dir.as_deref(), file)
     }
+}
+
+/// The settings of a restore (or of the worker it starts), options beating the file.
+fn settings(
+    common: &Common,
+    prefetch: Option<u16>,
+    spool_dir: Option<&std::path::Path>,
+    file: &ConfigFile,
+) -> Result<restore::Settings> {
+    Ok(restore::Settings {
+        repos: file.repos(&common.repo)?,
+        store: file.store_options(common.deadline)?,
+        prefetch: prefetch_depth(prefetch, file)?,
+        spool_dir: file.spool_dir(spool_dir),
+        config_file: common.config.clone(),
+    })
 }
 
 /// Largest `--prefetch` (and `prefetch` in the file): bounds the spool's disk use.
