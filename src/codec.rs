@@ -373,43 +373,68 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
 ) -> Result<(), ReadError> {
     r.seek(SeekFrom::Start(0))?;
     let payload = io::BufReader::with_capacity(256 * 1024, r.take(payload_len));
-    let mut sink = HashingWriter {
-        out,
-        hasher: Sha256::new(),
-        written: 0,
-    };
-    let copied = match format {
-        StoredFormat::Zstd => zstd::stream::read::Decoder::with_buffer(payload)
-            .and_then(|mut d| io::copy(&mut d, &mut sink)),
-        StoredFormat::Gzip => io::copy(
-            &mut flate2::bufread::MultiGzDecoder::new(payload),
-            &mut sink,
-        ),
-    };
-    if let Err(e) = copied {
+    // SHA-256 costs about as much as decompressing and writing together, so it
+    // runs on a second thread, fed in batches of decoded bytes.
+    let (copied, actual, written) = std::thread::scope(|scope| {
+        let (to_hasher, batches) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = scope.spawn(move || {
+            let mut h = Sha256::new();
+            for batch in batches {
+                h.update(&batch);
+            }
+            <[u8; 32]>::from(h.finalize())
+        });
+        let mut sink = HashingWriter {
+            out,
+            batch: Vec::with_capacity(HASH_BATCH),
+            to_hasher,
+            written: 0,
+        };
+        let mut copied = match format {
+            StoredFormat::Zstd => zstd::stream::read::Decoder::with_buffer(payload)
+                .and_then(|mut d| io::copy(&mut d, &mut sink)),
+            StoredFormat::Gzip => io::copy(
+                &mut flate2::bufread::MultiGzDecoder::new(payload),
+                &mut sink,
+            ),
+        };
+        if copied.is_ok() {
+            copied = sink.send_batch().map(|()| 0);
+        }
+        let written = sink.written;
+        let out_failed = copied.as_ref().err().map(|e| sink.out_failed(e));
+        drop(sink);
+        let actual = hasher.join().expect("hashing thread does not panic");
+        ((copied, out_failed), actual, written)
+    });
+    if let (Err(e), out_failed) = copied {
         // Errors of the output (our temp file) are I/O; anything else is the stored data.
-        return Err(if sink.out_failed(&e) {
+        return Err(if out_failed == Some(true) {
             ReadError::Output(e)
         } else {
             CodecError::Decode(e).into()
         });
     }
-    let actual: [u8; 32] = sink.hasher.finalize().into();
-    if actual != trailer.sha256 || sink.written != trailer.size {
+    if actual != trailer.sha256 || written != trailer.size {
         return Err(CodecError::Mismatch {
             recorded: trailer.sha256_hex(),
             recorded_size: trailer.size,
             actual: hex(&actual),
-            actual_size: sink.written,
+            actual_size: written,
         }
         .into());
     }
     Ok(())
 }
 
+/// Bytes handed to the hashing thread at a time.
+const HASH_BATCH: usize = 1 << 20;
+
 struct HashingWriter<'a, W: Write> {
     out: &'a mut W,
-    hasher: Sha256,
+    /// Decoded bytes written out but not yet handed to the hasher.
+    batch: Vec<u8>,
+    to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
     written: u64,
 }
 
@@ -417,6 +442,13 @@ impl<W: Write> HashingWriter<'_, W> {
     /// Output errors are tagged so they are reported as I/O, not as corrupt data.
     fn out_failed(&self, e: &io::Error) -> bool {
         e.get_ref().is_some_and(|inner| inner.is::<OutputError>())
+    }
+
+    fn send_batch(&mut self) -> io::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HASH_BATCH));
+        self.to_hasher
+            .send(batch)
+            .map_err(|_| io::Error::other("hashing thread stopped"))
     }
 }
 
@@ -430,8 +462,11 @@ impl<W: Write> Write for HashingWriter<'_, W> {
             .out
             .write(buf)
             .map_err(|e| io::Error::new(e.kind(), OutputError(e)))?;
-        self.hasher.update(&buf[..n]);
+        self.batch.extend_from_slice(&buf[..n]);
         self.written += n as u64;
+        if self.batch.len() >= HASH_BATCH {
+            self.send_batch()?;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
