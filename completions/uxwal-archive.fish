@@ -1,5 +1,5 @@
 complete -c uxwal-archive -l repo -d 'Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once (archive stores into every one, restore reads from the first that has the file); uxwal-cleanup and uxwal-verify take one' -r
-complete -c uxwal-archive -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file]' -r
+complete -c uxwal-archive -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file; uxwal-verify: 24 hours]' -r
 complete -c uxwal-archive -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
 complete -c uxwal-archive -l compress -d 'Compression: none, gzip or zstd [default: zstd]' -r -f -a "none\t'Uncompressed bytes in a zstd frame of raw blocks (`zstd -d` restores them)'
 gzip\t'gzip (deflate); `gunzip` restores it'

@@ -1,5 +1,5 @@
 complete -c uxwal-cleanup -l repo -d 'Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once (archive stores into every one, restore reads from the first that has the file); uxwal-cleanup and uxwal-verify take one' -r
-complete -c uxwal-cleanup -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file]' -r
+complete -c uxwal-cleanup -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file; uxwal-verify: 24 hours]' -r
 complete -c uxwal-cleanup -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
 complete -c uxwal-cleanup -s x -l strip-extension -d 'Strip this extension from file names before checking them (e.g. .gz), as pg_archivecleanup does for archives written with it' -r
 complete -c uxwal-cleanup -l retain-backups -d 'Keep every WAL file the newest N base backups need, and everything after; remove older WAL. Instead of OLDEST_KEPT' -r

@@ -1,5 +1,5 @@
 complete -c uxwal-restore -l repo -d 'Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once (archive stores into every one, restore reads from the first that has the file); uxwal-cleanup and uxwal-verify take one' -r
-complete -c uxwal-restore -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file]' -r
+complete -c uxwal-restore -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file; uxwal-verify: 24 hours]' -r
 complete -c uxwal-restore -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
 complete -c uxwal-restore -l on-error -d 'What an error other than "not found" does: auto (abort during point-in-time recovery, missing on a standby), abort (exit 200), missing (exit 1) [default: auto]' -r -f -a "auto\t'`abort` during point-in-time recovery (`recovery.signal` without `standby.signal` in the current directory), `missing` on a standby'
 abort\t'Retry briefly, then exit 200 so the database stops recovery'

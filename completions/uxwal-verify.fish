@@ -1,5 +1,5 @@
 complete -c uxwal-verify -l repo -d 'Repository: a directory, file://, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix. uxwal-archive and uxwal-restore take it more than once (archive stores into every one, restore reads from the first that has the file); uxwal-cleanup and uxwal-verify take one' -r
-complete -c uxwal-verify -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file]' -r
+complete -c uxwal-verify -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file; uxwal-verify: 24 hours]' -r
 complete -c uxwal-verify -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
 complete -c uxwal-verify -l timeline -d 'Only timeline TLI (decimal)' -r
 complete -c uxwal-verify -l from -d 'Only segments from SEGMENT on (a 24-digit segment name; its timeline part is ignored)' -r

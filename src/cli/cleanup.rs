@@ -101,7 +101,7 @@ impl CleanupCli {
         let file = ConfigFile::load(self.common.config.as_deref())
             .map_err(|e| CleanupError::Usage(e.to_string()))?;
         let store = file
-            .store_options(None)
+            .store_options(self.common.deadline)
             .map_err(|e| CleanupError::Usage(e.to_string()))?;
         let configured = || -> Result<Option<String>, CleanupError> {
             if self.common.repo.is_empty() && file.repo.is_none() {
@@ -163,5 +163,47 @@ impl CleanupCli {
             strip_extension: self.strip_extension.clone(),
             clean_backup_history: self.clean_backup_history,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::VerifyCli;
+
+    #[test]
+    fn deadline_on_the_command_line_applies_to_cleanup_and_verify() {
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(config.path(), "deadline = 30\n").unwrap();
+        let config = config.path().to_str().unwrap();
+        let cleanup = |extra: &[&str]| {
+            let args = [
+                &["uxwal-cleanup", "--config", config, "--repo", "/r"],
+                extra,
+                &["000000010000000000000001"],
+            ]
+            .concat();
+            CleanupCli::parse_from(args)
+                .settings()
+                .unwrap()
+                .store
+                .deadline
+        };
+        assert_eq!(cleanup(&[]), Duration::from_secs(30));
+        assert_eq!(cleanup(&["--deadline", "5"]), Duration::from_secs(5));
+        let verify = |extra: &[&str]| {
+            let args = [&["uxwal-verify", "--config", config, "--repo", "/r"], extra].concat();
+            VerifyCli::parse_from(args)
+                .settings()
+                .unwrap()
+                .store
+                .deadline
+        };
+        assert_eq!(verify(&[]), Duration::from_secs(24 * 3600));
+        assert_eq!(verify(&["--deadline", "7"]), Duration::from_secs(7));
     }
 }

@@ -28,7 +28,8 @@ pub struct Common {
     #[arg(long, env = "UXWAL_REPO", value_name = "LOCATION")]
     pub repo: Vec<String>,
 
-    /// Seconds all storage work of this command may take [default: 60, or `deadline` in the file].
+    /// Seconds all storage work of this command may take [default: 60, or `deadline` in the
+    /// file; uxwal-verify: 24 hours].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub deadline: Option<u64>,
 

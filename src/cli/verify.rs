@@ -80,7 +80,11 @@ impl VerifyCli {
     pub fn settings(&self) -> Result<verify::Settings, VerifyError> {
         let file = ConfigFile::load(self.common.config.as_deref())?;
         let repo = file.repo(&self.common.repo)?;
-        let store = file.store_options(Some(OBJECT_STORE_DEADLINE_SECS))?;
+        // The file's `deadline` is sized for one WAL file; reading a whole archive
+        // gets its own default, and only an explicit --deadline shortens it.
+        let store = file.store_options(Some(
+            self.common.deadline.unwrap_or(OBJECT_STORE_DEADLINE_SECS),
+        ))?;
         let backup = self.backup.as_ref().map(|b| match b.as_str() {
             "newest" => BackupSelector::Newest,
             label => BackupSelector::Label(label.to_owned()),
