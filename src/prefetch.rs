@@ -328,10 +328,20 @@ impl Spool {
             .stderr(Stdio::null())
             .current_dir(&self.dir);
         // SAFETY: between fork and exec only async-signal-safe calls: setsid(2),
-        // sigprocmask(2) on a local set, and fcntl(2) on a descriptor this process owns.
+        // sigprocmask(2) on a local set, close_range(2) and fcntl(2) on descriptors
+        // this process owns.
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
+                // Descriptors the database left open for restore_command (its WAL
+                // files, its postmaster-death pipe) are not the worker's to hold:
+                // close them at exec. Best effort: kernels before 5.11 lack the flag.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_uint,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
                 // Signals the caller had blocked stay blocked across exec; the
                 // worker must hear SIGTERM to stop.
                 let mut none: libc::sigset_t = std::mem::zeroed();
