@@ -375,7 +375,7 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
     let payload = io::BufReader::with_capacity(256 * 1024, r.take(payload_len));
     // SHA-256 costs about as much as decompressing and writing together, so it
     // runs on a second thread, fed in batches of decoded bytes.
-    let (copied, actual, written) = std::thread::scope(|scope| {
+    let (failed, actual, written) = std::thread::scope(|scope| {
         let (to_hasher, batches) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let hasher = scope.spawn(move || {
             let mut h = Sha256::new();
@@ -390,30 +390,30 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
             to_hasher,
             written: 0,
         };
-        let mut copied = match format {
+        let copied = match format {
             StoredFormat::Zstd => zstd::stream::read::Decoder::with_buffer(payload)
                 .and_then(|mut d| io::copy(&mut d, &mut sink)),
             StoredFormat::Gzip => io::copy(
                 &mut flate2::bufread::MultiGzDecoder::new(payload),
                 &mut sink,
             ),
-        };
-        if copied.is_ok() {
-            copied = sink.send_batch().map(|()| 0);
         }
+        .and_then(|_| sink.send_batch());
+        // Errors of the output (our temp file) are I/O; anything else is the stored data.
+        let failed = copied.err().map(|e| {
+            if sink.out_failed(&e) {
+                ReadError::Output(e)
+            } else {
+                CodecError::Decode(e).into()
+            }
+        });
         let written = sink.written;
-        let out_failed = copied.as_ref().err().map(|e| sink.out_failed(e));
         drop(sink);
         let actual = hasher.join().expect("hashing thread does not panic");
-        ((copied, out_failed), actual, written)
+        (failed, actual, written)
     });
-    if let (Err(e), out_failed) = copied {
-        // Errors of the output (our temp file) are I/O; anything else is the stored data.
-        return Err(if out_failed == Some(true) {
-            ReadError::Output(e)
-        } else {
-            CodecError::Decode(e).into()
-        });
+    if let Some(e) = failed {
+        return Err(e);
     }
     if actual != trailer.sha256 || written != trailer.size {
         return Err(CodecError::Mismatch {

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveOutcome, Settings, Shipped};
+use crate::codec::hex;
 use crate::durable::StagedFile;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
@@ -434,28 +435,14 @@ fn read_entry(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(text))
 }
 
-/// Size and SHA-256 of a file.
+/// Size and SHA-256 of a file, read in 1 MiB blocks.
 fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
-    let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let size = io::copy(
+        &mut io::BufReader::with_capacity(1 << 20, File::open(path)?),
+        &mut hasher,
+    )?;
     Ok((size, hasher.finalize().into()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

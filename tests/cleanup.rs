@@ -825,11 +825,7 @@ fn retained_backups_still_restore_after_retention_cleanup() {
             backup,
             &RestoreOptions {
                 repo: repo.clone(),
-                recovery: Recovery::PointInTime {
-                    target_name: None,
-                    target_timeline: None,
-                    action: "promote".into(),
-                },
+                recovery: Recovery::promote(None, None),
                 archive: false,
             },
         );

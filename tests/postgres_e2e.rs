@@ -97,11 +97,7 @@ fn archive_then_restore_to_named_point(wal_segsize_mb: u32) {
         &backup,
         &RestoreOptions {
             repo: repo.clone(),
-            recovery: Recovery::PointInTime {
-                target_name: Some(RESTORE_POINT.to_string()),
-                target_timeline: None,
-                action: "promote".to_string(),
-            },
+            recovery: Recovery::promote(Some(RESTORE_POINT), None),
             archive: true,
         },
     );
@@ -138,11 +134,7 @@ fn archive_then_restore_to_named_point(wal_segsize_mb: u32) {
         &backup,
         &RestoreOptions {
             repo: repo.clone(),
-            recovery: Recovery::PointInTime {
-                target_name: None,
-                target_timeline: Some("latest".to_string()),
-                action: "promote".to_string(),
-            },
+            recovery: Recovery::promote(None, Some("latest")),
             archive: true,
         },
     );

@@ -81,11 +81,7 @@ fn pitr_through(repos_for: impl Fn(&std::path::Path, &S3) -> Vec<String>) {
         &backup,
         &RestoreOptions {
             repo: shared.path().join("unused"),
-            recovery: Recovery::PointInTime {
-                target_name: Some("uxwal_s3".into()),
-                target_timeline: None,
-                action: "promote".into(),
-            },
+            recovery: Recovery::promote(Some("uxwal_s3"), None),
             archive: false,
         },
     );

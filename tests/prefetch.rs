@@ -574,11 +574,7 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
         "pfpitr",
         &backup,
         &repo,
-        Recovery::PointInTime {
-            target_name: Some("uxwal_prefetch".into()),
-            target_timeline: None,
-            action: "promote".into(),
-        },
+        Recovery::promote(Some("uxwal_prefetch"), None),
     );
     pitr.start();
     pitr.wait_for("select pg_is_in_recovery()", "f");
@@ -604,11 +600,7 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
         "pflatest",
         &backup,
         &repo,
-        Recovery::PointInTime {
-            target_name: None,
-            target_timeline: Some("latest".into()),
-            action: "promote".into(),
-        },
+        Recovery::promote(None, Some("latest")),
     );
     latest.start();
     latest.wait_for("select pg_is_in_recovery()", "f");
@@ -686,11 +678,7 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
         &backup,
         &RestoreOptions {
             repo: shared.path().join("unused"),
-            recovery: Recovery::PointInTime {
-                target_name: Some("uxwal_prefetch_s3".into()),
-                target_timeline: None,
-                action: "promote".into(),
-            },
+            recovery: Recovery::promote(Some("uxwal_prefetch_s3"), None),
             archive: false,
         },
     );

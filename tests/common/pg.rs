@@ -405,6 +405,18 @@ pub enum Recovery {
     },
 }
 
+impl Recovery {
+    /// Point-in-time recovery to the restore point `target_name` (`None`: to the
+    /// end of the archive) on `target_timeline`, then promotion.
+    pub fn promote(target_name: Option<&str>, target_timeline: Option<&str>) -> Self {
+        Recovery::PointInTime {
+            target_name: target_name.map(str::to_owned),
+            target_timeline: target_timeline.map(str::to_owned),
+            action: "promote".to_owned(),
+        }
+    }
+}
+
 /// How a cluster is created from a base backup by [`Cluster::from_backup`].
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
