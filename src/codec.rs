@@ -371,11 +371,9 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
     trailer: &Trailer,
     out: &mut W,
 ) -> Result<(), ReadError> {
-    r.seek(SeekFrom::Start(0))?;
-    let payload = io::BufReader::with_capacity(256 * 1024, r.take(payload_len));
     // SHA-256 costs about as much as decompressing and writing together, so it
     // runs on a second thread, fed in batches of decoded bytes.
-    let (failed, actual, written) = std::thread::scope(|scope| {
+    let (decoded, actual) = std::thread::scope(|scope| {
         let (to_hasher, batches) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let hasher = scope.spawn(move || {
             let mut h = Sha256::new();
@@ -388,33 +386,17 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
             out,
             batch: Vec::with_capacity(HASH_BATCH),
             to_hasher,
-            written: 0,
         };
-        let copied = match format {
-            StoredFormat::Zstd => zstd::stream::read::Decoder::with_buffer(payload)
-                .and_then(|mut d| io::copy(&mut d, &mut sink)),
-            StoredFormat::Gzip => io::copy(
-                &mut flate2::bufread::MultiGzDecoder::new(payload),
-                &mut sink,
-            ),
-        }
-        .and_then(|_| sink.send_batch());
-        // Errors of the output (our temp file) are I/O; anything else is the stored data.
-        let failed = copied.err().map(|e| {
-            if sink.out_failed(&e) {
-                ReadError::Output(e)
-            } else {
-                CodecError::Decode(e).into()
-            }
+        let decoded = decode_into(r, format, payload_len, &mut sink).and_then(|written| {
+            sink.send_batch()
+                .map(|()| written)
+                .map_err(|e| CodecError::Decode(e).into())
         });
-        let written = sink.written;
         drop(sink);
         let actual = hasher.join().expect("hashing thread does not panic");
-        (failed, actual, written)
+        (decoded, actual)
     });
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    let written = decoded?;
     if actual != trailer.sha256 || written != trailer.size {
         return Err(CodecError::Mismatch {
             recorded: trailer.sha256_hex(),
@@ -427,6 +409,58 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
     Ok(())
 }
 
+/// Decompresses the payload (`payload_len` bytes from offset 0 of `r`) into `out`
+/// without hashing it, for a caller that checks the SHA-256 later itself (the
+/// prefetch spool: the call that uses an entry hashes it anyway). The formats'
+/// own checksums (zstd's content checksum, gzip's CRC-32) are still checked.
+/// Returns the number of bytes written.
+pub fn decode_into<R: Read + Seek, W: Write>(
+    r: &mut R,
+    format: StoredFormat,
+    payload_len: u64,
+    out: &mut W,
+) -> Result<u64, ReadError> {
+    r.seek(SeekFrom::Start(0))?;
+    let payload = io::BufReader::with_capacity(256 * 1024, r.take(payload_len));
+    let mut sink = TaggedOutput(out);
+    let copied = match format {
+        StoredFormat::Zstd => zstd::stream::read::Decoder::with_buffer(payload)
+            .and_then(|mut d| copy_in_blocks(&mut d, &mut sink)),
+        StoredFormat::Gzip => copy_in_blocks(
+            &mut flate2::bufread::MultiGzDecoder::new(payload),
+            &mut sink,
+        ),
+    };
+    // Errors of the output are tagged (ours: a local file); anything else is the
+    // stored data.
+    copied.map_err(|e| {
+        if e.get_ref().is_some_and(|inner| inner.is::<OutputError>()) {
+            ReadError::Output(e)
+        } else {
+            CodecError::Decode(e).into()
+        }
+    })
+}
+/// `io::copy` in [`DECODE_BLOCK`]-sized writes: its own 8 KiB buffer makes
+/// 2048 system calls of a 16 MiB segment, which cost more than the copying.
+fn copy_in_blocks<R: Read, W: Write>(r: &mut R, w: &mut W) -> io::Result<u64> {
+    let mut block = vec![0u8; DECODE_BLOCK];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut block) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&block[..n])?;
+        total += n as u64;
+    }
+}
+
+/// Decoded bytes written at a time.
+const DECODE_BLOCK: usize = 256 * 1024;
+
 /// Bytes handed to the hashing thread at a time.
 const HASH_BATCH: usize = 1 << 20;
 
@@ -435,15 +469,9 @@ struct HashingWriter<'a, W: Write> {
     /// Decoded bytes written out but not yet handed to the hasher.
     batch: Vec<u8>,
     to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
-    written: u64,
 }
 
 impl<W: Write> HashingWriter<'_, W> {
-    /// Output errors are tagged so they are reported as I/O, not as corrupt data.
-    fn out_failed(&self, e: &io::Error) -> bool {
-        e.get_ref().is_some_and(|inner| inner.is::<OutputError>())
-    }
-
     fn send_batch(&mut self) -> io::Result<()> {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HASH_BATCH));
         self.to_hasher
@@ -452,18 +480,10 @@ impl<W: Write> HashingWriter<'_, W> {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct OutputError(io::Error);
-
 impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self
-            .out
-            .write(buf)
-            .map_err(|e| io::Error::new(e.kind(), OutputError(e)))?;
+        let n = self.out.write(buf)?;
         self.batch.extend_from_slice(&buf[..n]);
-        self.written += n as u64;
         if self.batch.len() >= HASH_BATCH {
             self.send_batch()?;
         }
@@ -471,6 +491,28 @@ impl<W: Write> Write for HashingWriter<'_, W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// An error of the output, tagged so that it is reported as local I/O and not as
+/// damaged stored data.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OutputError(io::Error);
+
+/// Tags every error of the writer it wraps as an [`OutputError`].
+struct TaggedOutput<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for TaggedOutput<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .write(buf)
+            .map_err(|e| io::Error::new(e.kind(), OutputError(e)))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .flush()
+            .map_err(|e| io::Error::new(e.kind(), OutputError(e)))
     }
 }
 

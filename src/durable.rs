@@ -80,14 +80,7 @@ impl StagedFile {
     pub fn create(staging_dir: &Path, final_name: &str) -> io::Result<Self> {
         create_dir_all(staging_dir)?;
         let writer_lock = lock_staging_dir(staging_dir)?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = staging_dir.join(format!(
-            "{final_name}.{}.{nanos}{STAGING_SUFFIX}",
-            std::process::id()
-        ));
+        let path = staging_path(staging_dir, final_name);
         let file = OpenOptions::new()
             .write(true)
             .read(true)
@@ -101,6 +94,51 @@ impl StagedFile {
             removed: false,
             _writer_lock: writer_lock,
         })
+    }
+
+    /// Moves the existing file `from` into `staging_dir` by a rename and opens it,
+    /// so that this caller alone owns it: of two callers claiming one file, the
+    /// second finds nothing. `None` when there is no file at `from`. Like a new
+    /// staging file, a claimed one is removed when dropped unpublished, and by the
+    /// next writer if this process dies first. (For spool entries, which are
+    /// consumed by whoever uses them.)
+    pub fn claim(from: &Path, staging_dir: &Path) -> io::Result<Option<Self>> {
+        create_dir_all(staging_dir)?;
+        let writer_lock = lock_staging_dir(staging_dir)?;
+        let final_name = from.file_name().unwrap_or_default().to_string_lossy();
+        let path = staging_path(staging_dir, &final_name);
+        match fs::rename(from, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path);
+        match opened {
+            Ok(file) => Ok(Some(StagedFile {
+                file,
+                path,
+                removed: false,
+                _writer_lock: writer_lock,
+            })),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// The open file, for reading back what is in it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Cuts the file to `len` bytes.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
     }
 
     /// fsyncs the file and links it to `final_path` without ever replacing an
@@ -159,6 +197,18 @@ impl Drop for StagedFile {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// A fresh staging path for `final_name`: unique per process and moment.
+fn staging_path(staging_dir: &Path, final_name: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    staging_dir.join(format!(
+        "{final_name}.{}.{nanos}{STAGING_SUFFIX}",
+        std::process::id()
+    ))
 }
 
 /// Publishes with `link(2)` (atomic, never replaces; works on NFS), falling back to

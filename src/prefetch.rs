@@ -8,13 +8,19 @@
 //! timeline. The next call takes its segment from the spool when it is there.
 //!
 //! Guarantees:
-//! - **Verified before use.** The worker decodes each stored object (checking it)
-//!   and spools the segment uncompressed, as a codec-`none` object with the same
-//!   SHA-256 trailer, so that the call the database waits for does no
-//!   decompression. That call copies the entry into the destination's staging
-//!   file with the same SHA-256 and size check as a repository object, and its
-//!   page header must carry the archive's system identifier and segment size. Anything else is logged, removed, and the
-//!   segment is fetched from the repository as if the spool did not exist.
+//! - **Verified before use.** The worker decompresses each stored object (the
+//!   format's own checksum is checked on the way) and spools the segment
+//!   uncompressed, followed by the SHA-256 and size the archive recorded for it
+//!   ([`ENTRY_TRAILER_LEN`]), so that the call the database waits for does no
+//!   decompression. That call claims the entry (a rename: it alone owns it then),
+//!   checks its size, its page header (the archive's system identifier and
+//!   segment size, the segment's address) and its SHA-256 against the archive's,
+//!   and only then moves it to the destination: by a rename when the spool is on
+//!   the destination's filesystem (the segment is read once, to hash it, and never
+//!   copied), otherwise by a copy made while hashing. The one SHA-256 check covers
+//!   the archive's object and the spool's copy together. Anything else is logged,
+//!   removed, and the segment is fetched from the repository as if the spool did
+//!   not exist.
 //! - **Keyed by archive, identity and timeline.** Each archive has its own spool
 //!   directory `<spool root>/restore-<system identifier>-<location hash>`
 //!   (the call finds the identity in `<spool root>/restore-<location hash>/identity`,
@@ -28,14 +34,17 @@
 //!   from the repository, and `.partial`/`.backup` files are never asked for.
 //! - **Never in the way.** The foreground never waits for the worker: it only
 //!   tries the worker lock. A crashed, stuck or slow worker costs the prefetch,
-//!   never a restore. The worker never holds the lock longer than it works, and
-//!   exits as soon as the window ahead of the wanted position is full or the
-//!   archive ends; each fetch is bounded by the storage deadline (`--deadline`).
+//!   never a restore. The worker holds the lock only while it runs: it fetches
+//!   while the database moves the wanted position, refilling each freed place
+//!   at once; with the window full (or the archive ending) it waits up to
+//!   [`DEFAULT_LINGER`] (`UXWAL_PREFETCH_LINGER` seconds) for the next position,
+//!   woken by inotify, then exits. Each fetch is bounded by the storage deadline
+//!   (`--deadline`).
 //! - **Bounded disk use.** The worker fetches only the N segments after the
 //!   wanted position and removes entries outside that window (see [`Spool::remove_stale`]),
 //!   so the spool holds at most N entries plus [`WORKER_FETCHES`] being written:
-//!   at most (N + 4) stored objects, each no larger than a segment plus its trailer
-//!   (N ≤ 64: about 1.1 GiB with 16 MiB segments stored uncompressed). Losing
+//!   at most (N + 4) segments, each with a 48-byte trailer
+//!   (N ≤ 64: about 1.1 GiB with 16 MiB segments). Losing
 //!   the spool loses nothing: the archive is never changed.
 //! - **Clean stop.** The worker turns SIGTERM/SIGINT/SIGHUP into a stop
 //!   ([`crate::signals`]). Entries appear under their final name only by a rename
@@ -44,19 +53,20 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
 
 use crate::cli::PREFETCH_WORKER_ARG;
-use crate::codec::{self, Compression, ReadError};
+use crate::codec::{self, ReadError, Trailer};
 use crate::durable::{self, StagedFile};
 use crate::error::{Error, Result};
 use crate::exit;
@@ -159,18 +169,21 @@ impl Spool {
     /// consuming the entry. `false` means: fetch it from the repository.
     pub fn take(&self, segment: SegmentName, dest: &Path) -> bool {
         let path = self.entry(segment);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
+        if !path.exists() {
+            return false;
+        }
+        // Claimed by a rename first: from then on this call alone owns the entry,
+        // whoever else (a second server sharing the spool root) wants it.
+        let claimed = match StagedFile::claim(&path, &self.dir.join(STAGING_DIR)) {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return false,
             Err(e) => {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::debug!("cannot open spooled {segment}: {e}");
-                }
+                tracing::debug!("cannot take spooled {segment}: {e}");
                 return false;
             }
         };
-        match self.restore_entry(&mut file, segment, dest) {
+        match self.restore_entry(claimed, segment, dest) {
             Ok(()) => {
-                let _ = fs::remove_file(&path);
                 tracing::debug!(
                     "restored {segment} from the prefetch spool to {}",
                     dest.display()
@@ -182,7 +195,6 @@ impl Spool {
                     "spooled copy of {segment} ({}) is unusable: {reason}; removed it, fetching from the archive",
                     path.display()
                 );
-                let _ = fs::remove_file(&path);
                 false
             }
             Err(EntryError::Local(e)) => {
@@ -194,28 +206,78 @@ impl Spool {
         }
     }
 
+    /// Checks a claimed entry (size, page header, SHA-256 as the archive recorded
+    /// it) and moves the segment to `dest`: by a rename when the spool and `dest`
+    /// share a filesystem, so the segment's bytes are read once (to hash them) and
+    /// never copied; otherwise copied while they are hashed. Dropping `claimed`
+    /// on any error removes the entry.
     fn restore_entry(
         &self,
-        file: &mut File,
+        mut claimed: StagedFile,
         segment: SegmentName,
         dest: &Path,
     ) -> Result<(), EntryError> {
-        let len = file.metadata().map_err(EntryError::Local)?.len();
-        let (format, trailer, payload) = codec::read_trailer(file, len)?;
-        if trailer.size != self.identity.segment_size {
+        let size = self.identity.segment_size;
+        let file = claimed.file();
+        let meta = file.metadata().map_err(EntryError::Local)?;
+        if meta.len() != size + ENTRY_TRAILER_LEN as u64 {
             return Err(EntryError::Damaged(format!(
-                "recorded size {} is not this archive's segment size {}",
-                trailer.size, self.identity.segment_size
+                "it is {} bytes, not a {size}-byte segment and its checksum",
+                meta.len()
             )));
         }
-        let staged = durable::stage_beside(dest).map_err(EntryError::Local)?;
-        let mut out = HeadCapture {
-            inner: staged,
-            head: Vec::with_capacity(crate::wal_header::LONG_HEADER_LEN),
+        let mut tail = [0u8; ENTRY_TRAILER_LEN];
+        file.read_exact_at(&mut tail, size)
+            .map_err(EntryError::Local)?;
+        let recorded = parse_entry_trailer(&tail)
+            .filter(|t| t.size == size)
+            .ok_or_else(|| EntryError::Damaged("its checksum trailer is damaged".into()))?;
+        let dest_dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
         };
-        codec::decode_verified(file, format, payload, &trailer, &mut out)?;
-        let header =
-            LongPageHeader::parse(&out.head).map_err(|e| EntryError::Damaged(e.to_string()))?;
+        let same_fs = fs::metadata(dest_dir).map_err(EntryError::Local)?.dev() == meta.dev();
+        let mut copy = match same_fs {
+            true => None,
+            false => Some(durable::stage_beside(dest).map_err(EntryError::Local)?),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut block = vec![0u8; READ_BLOCK];
+        let mut offset = 0;
+        while offset < size {
+            let n = (size - offset).min(READ_BLOCK as u64) as usize;
+            file.read_exact_at(&mut block[..n], offset)
+                .map_err(EntryError::Local)?;
+            if offset == 0 {
+                self.check_header(&block[..n], segment)?;
+            }
+            hasher.update(&block[..n]);
+            if let Some(copy) = copy.as_mut() {
+                copy.write_all(&block[..n]).map_err(EntryError::Local)?;
+            }
+            offset += n as u64;
+        }
+        let actual: [u8; 32] = hasher.finalize().into();
+        if actual != recorded.sha256 {
+            return Err(EntryError::Damaged(format!(
+                "its content does not match the archive's SHA-256 (recorded {}, got {})",
+                recorded.sha256_hex(),
+                codec::hex(&actual)
+            )));
+        }
+        match copy {
+            Some(copy) => copy.publish_replace(dest),
+            None => claimed
+                .truncate(size)
+                .and_then(|()| claimed.publish_replace(dest)),
+        }
+        .map_err(EntryError::Local)
+    }
+
+    /// The page header at the start of `head` must be this archive's (system
+    /// identifier, segment size) and `segment`'s (page address).
+    fn check_header(&self, head: &[u8], segment: SegmentName) -> Result<(), EntryError> {
+        let header = LongPageHeader::parse(head).map_err(|e| EntryError::Damaged(e.to_string()))?;
         if header.system_identifier != self.identity.system_identifier
             || u64::from(header.segment_size) != self.identity.segment_size
         {
@@ -230,7 +292,7 @@ impl Spool {
                 header.page_address
             )));
         }
-        out.inner.publish_replace(dest).map_err(EntryError::Local)
+        Ok(())
     }
 
     /// Records `restored` as the wanted position and removes entries it made
@@ -361,24 +423,6 @@ impl Spool {
     }
 }
 
-/// Captures the first bytes written (the segment's page header) on their way through.
-struct HeadCapture<W: Write> {
-    inner: W,
-    head: Vec<u8>,
-}
-
-impl<W: Write> Write for HeadCapture<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let want = crate::wal_header::LONG_HEADER_LEN.saturating_sub(self.head.len());
-        self.head.extend_from_slice(&buf[..n.min(want)]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Why a spool entry was not used.
 enum EntryError {
     /// The entry itself is wrong: remove it.
@@ -387,13 +431,29 @@ enum EntryError {
     Local(io::Error),
 }
 
-impl From<ReadError> for EntryError {
-    fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::Codec(c) => EntryError::Damaged(c.to_string()),
-            ReadError::Io(e) | ReadError::Output(e) => EntryError::Local(e),
-        }
-    }
+/// Tag of a spool entry's trailer (see [`ENTRY_TRAILER_LEN`]).
+const ENTRY_TAG: &[u8; 8] = b"UXWALSPL";
+/// A spool entry is the segment, uncompressed, followed by this many bytes: a
+/// tag, the segment's SHA-256 as the archive recorded it, and its size
+/// (little-endian). Taking the trailer off leaves the segment itself, so a
+/// verified entry is renamed into place, not copied.
+pub const ENTRY_TRAILER_LEN: usize = 8 + 32 + 8;
+/// Bytes read and hashed at a time when an entry is used.
+const READ_BLOCK: usize = 256 * 1024;
+
+fn entry_trailer(t: &Trailer) -> [u8; ENTRY_TRAILER_LEN] {
+    let mut b = [0u8; ENTRY_TRAILER_LEN];
+    b[..8].copy_from_slice(ENTRY_TAG);
+    b[8..40].copy_from_slice(&t.sha256);
+    b[40..].copy_from_slice(&t.size.to_le_bytes());
+    b
+}
+
+fn parse_entry_trailer(b: &[u8; ENTRY_TRAILER_LEN]) -> Option<Trailer> {
+    (&b[..8] == ENTRY_TAG).then(|| Trailer {
+        sha256: b[8..40].try_into().expect("32 bytes"),
+        size: u64::from_le_bytes(b[40..].try_into().expect("8 bytes")),
+    })
 }
 
 fn open_lock(dir: &Path) -> io::Result<File> {
@@ -498,15 +558,33 @@ fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<W
             }
         }
     };
+    // Watched from before the first look at the position, so that no move of it
+    // is missed. Without a watch (no inotify) the worker does not linger.
+    let watch = PositionWatch::new(&spool.dir)
+        .map_err(|e| tracing::debug!("prefetch worker does not linger: {e}"))
+        .ok();
+    let linger = linger();
+    // The first segment the archive did not have: not asked for again in this
+    // run until the database has restored past it.
+    let mut end = None;
     loop {
         let Some(want) = spool.want() else {
             return Ok(WorkerOutcome::Idle);
         };
-        if fill_window(&spool, settings, location, want)? == WorkerOutcome::Stopped {
+        spool.remove_stale(want);
+        if fill_window(&spool, settings, location, &mut end)? == WorkerOutcome::Stopped {
             return Ok(WorkerOutcome::Stopped);
         }
         if spool.want() != Some(want) {
             continue;
+        }
+        // The window is full. Recovery asks again within moments: waiting for
+        // that here saves the next call starting a worker, and that worker a
+        // round trip for the identity.
+        if let Some(watch) = &watch {
+            if watch.wait_for_move(&spool, want, linger) {
+                continue;
+            }
         }
         // Nothing left for this position. The foreground records a new position
         // *before* it tries the lock, so looking again *after* letting go of it
@@ -514,6 +592,100 @@ fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<W
         lock.unlock().map_err(lock_error)?;
         if spool.want() == Some(want) || lock.try_lock().is_err() {
             return Ok(WorkerOutcome::Done);
+        }
+    }
+}
+
+/// How long a worker whose window is full waits for the next wanted position
+/// before it exits: `UXWAL_PREFETCH_LINGER` seconds (0 to 60), else
+/// [`DEFAULT_LINGER`].
+fn linger() -> Duration {
+    std::env::var(LINGER_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|secs| *secs <= 60)
+        .map_or(DEFAULT_LINGER, Duration::from_secs)
+}
+
+/// Seconds a prefetch worker with a full window waits for the next position.
+pub const LINGER_ENV: &str = "UXWAL_PREFETCH_LINGER";
+/// The wait when [`LINGER_ENV`] is not set.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+
+/// Wakes a worker when the wanted position moves: the foreground renames a new
+/// `want` file into the spool directory, which inotify reports, so a lingering
+/// worker reacts at once and costs nothing while it waits.
+struct PositionWatch {
+    fd: OwnedFd,
+}
+
+impl PositionWatch {
+    fn new(dir: &Path) -> io::Result<Self> {
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: inotify_init1 takes flags only; a non-negative result is a new
+        // descriptor that nothing else owns.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: see above.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a valid descriptor and a NUL-terminated path.
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_MOVED_TO) } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(PositionWatch { fd })
+    }
+
+    /// Waits up to `linger` for the wanted position to leave `want` (or for a
+    /// shutdown signal); true when it moved. Any error ends the wait.
+    fn wait_for_move(&self, spool: &Spool, want: SegmentName, linger: Duration) -> bool {
+        let until = std::time::Instant::now() + linger;
+        loop {
+            // Events are consumed *before* the position is read: a move after the
+            // read queues a new event, which ends the poll below.
+            if !self.drain() {
+                return false;
+            }
+            if spool.want() != Some(want) {
+                return true;
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || signals::stop_requested() {
+                return false;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Woken by an event, else at least every STOP_CHECK to see a signal.
+            let ms = left.min(STOP_CHECK).as_millis().max(1) as libc::c_int;
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, ms) } < 0
+                && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
+            {
+                return false;
+            }
+        }
+    }
+
+    /// Reads every queued event (any move into the directory is a reason to look
+    /// at the position again); false on an error.
+    fn drain(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: reads into a buffer of the given length.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                continue;
+            }
+            match io::Error::last_os_error().kind() {
+                _ if n == 0 => return true,
+                io::ErrorKind::Interrupted => continue,
+                kind => return kind == io::ErrorKind::WouldBlock,
+            }
         }
     }
 }
@@ -538,51 +710,51 @@ fn adopt_lock(dir: &Path, fd: RawFd) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// Fetches the missing segments of the window after `want`, up to
-/// [`WORKER_FETCHES`] at a time, stopping at the first one the archive lacks.
+/// Fetches the missing segments of the window after the wanted position, up to
+/// [`WORKER_FETCHES`] at a time. Each fetcher picks its next segment against the
+/// position as it is *then*: while the database consumes entries, the window
+/// moves and the freed places are refilled at once, not after a whole round.
+/// Nothing at or after a segment the archive lacks is fetched (the archive ends
+/// there for now; `end` records it for the next rounds, and a later worker looks
+/// again). Returns when no fetcher finds anything left to do.
 fn fill_window(
     spool: &Spool,
     settings: &Settings,
     location: &str,
-    want: SegmentName,
+    end: &mut Option<SegmentName>,
 ) -> Result<WorkerOutcome> {
-    spool.remove_stale(want);
-    let missing: Vec<SegmentName> = spool
-        .window(want)
-        .into_iter()
-        .filter(|s| !spool.entry(*s).exists())
-        .collect();
-    let next = AtomicU64::new(0);
-    // Index of the first segment the archive does not have: later ones are not fetched.
-    let end = AtomicU64::new(u64::MAX);
+    let picker = std::sync::Mutex::new(Picker {
+        in_flight: Default::default(),
+        end: *end,
+    });
     let failed = AtomicBool::new(false);
     let first_error = std::sync::Mutex::new(None);
     std::thread::scope(|scope| {
-        for _ in 0..WORKER_FETCHES.min(missing.len()) {
+        for _ in 0..WORKER_FETCHES {
             scope.spawn(|| loop {
                 if signals::stop_requested() || failed.load(Ordering::SeqCst) {
                     return;
                 }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= end.load(Ordering::SeqCst) || i as usize >= missing.len() {
+                let Some(segment) = lock(&picker).next(spool) else {
                     return;
-                }
-                match fetch_one(spool, settings, location, missing[i as usize]) {
+                };
+                let fetched = fetch_one(spool, settings, location, segment);
+                let mut picker = lock(&picker);
+                picker.in_flight.remove(&segment);
+                match fetched {
                     Ok(true) => {}
                     Ok(false) => {
-                        end.fetch_min(i, Ordering::SeqCst);
+                        picker.end = Some(picker.end.map_or(segment, |end| end.min(segment)));
                     }
                     Err(e) => {
                         failed.store(true, Ordering::SeqCst);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
+                        lock(&first_error).get_or_insert(e);
                     }
                 }
             });
         }
     });
+    *end = lock(&picker).end;
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
@@ -591,6 +763,43 @@ fn fill_window(
     } else {
         WorkerOutcome::Done
     })
+}
+
+/// What the fetchers of one [`fill_window`] share.
+struct Picker {
+    /// Segments being fetched now.
+    in_flight: std::collections::HashSet<SegmentName>,
+    /// The first segment the archive did not have.
+    end: Option<SegmentName>,
+}
+
+impl Picker {
+    /// The first segment of the current window that is neither spooled, nor being
+    /// fetched, nor at or after the end of the archive; marked in flight.
+    fn next(&mut self, spool: &Spool) -> Option<SegmentName> {
+        let want = spool.want()?;
+        // Once the database has restored past it, or moved to another timeline,
+        // the end is old news.
+        if self
+            .end
+            .is_some_and(|end| end <= want || end.timeline != want.timeline)
+        {
+            self.end = None;
+        }
+        let end = self.end;
+        let beyond_end = |s: &SegmentName| end.is_some_and(|end| *s >= end);
+        let segment = spool
+            .window(want)
+            .into_iter()
+            .find(|s| !beyond_end(s) && !self.in_flight.contains(s) && !spool.entry(*s).exists())?;
+        self.in_flight.insert(segment);
+        Some(segment)
+    }
+}
+
+/// Locks a mutex whose holder cannot leave it inconsistent (no panics while held).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// First 16 hex digits of the SHA-256 of a repository location: names its spool.
@@ -648,9 +857,11 @@ fn fetch_one(
         source: e,
     };
     // Spooled as it will be served: decoded here, in the background, and stored
-    // with codec `none` (raw blocks and the same SHA-256 trailer), so the call the
-    // database waits for only checks the hash while copying. A damaged object is
-    // not spooled: the direct fetch reports it properly.
+    // uncompressed with the archive's SHA-256 and size after it (see
+    // [`ENTRY_TRAILER_LEN`]). The SHA-256 is checked once, by the call that uses
+    // the entry: that check covers the archive's object and the spool's copy
+    // alike. (The formats' own checksums are checked on the way: a damaged
+    // object is not spooled, and the direct fetch reports it properly.)
     let (format, trailer, payload) = match codec::read_trailer(&mut obj.reader, obj.len) {
         Ok(found) => found,
         Err(ReadError::Codec(e)) => {
@@ -659,12 +870,25 @@ fn fetch_one(
         }
         Err(ReadError::Io(e) | ReadError::Output(e)) => return Err(storage(e)),
     };
+    if trailer.size != spool.identity.segment_size {
+        tracing::debug!(
+            "not spooling {segment}: its recorded size {} is not the archive's segment size",
+            trailer.size
+        );
+        return Ok(true);
+    }
     let staged =
         StagedFile::create(&spool.dir.join(STAGING_DIR), &segment.to_string()).map_err(local)?;
-    let encoder = codec::Encoder::new(staged, Compression::None, 0).map_err(local)?;
-    let mut out = StopOnSignal(encoder);
-    match codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut out) {
-        Ok(()) => {}
+    let mut out = StopOnSignal(staged);
+    match codec::decode_into(&mut obj.reader, format, payload, &mut out) {
+        Ok(written) if written == trailer.size => {}
+        Ok(written) => {
+            tracing::debug!(
+                "not spooling {segment}: it decodes to {written} bytes, not {}",
+                trailer.size
+            );
+            return Ok(true);
+        }
         Err(ReadError::Codec(e)) => {
             tracing::debug!("not spooling {segment}: {e}");
             return Ok(true);
@@ -674,9 +898,10 @@ fn fetch_one(
         Err(ReadError::Output(e)) => return Err(local(e)),
         Err(ReadError::Io(e)) => return Err(storage(e)),
     }
-    out.0
-        .finish(&trailer)
-        .and_then(|staged| staged.publish_replace(&spool.entry(segment)))
+    let mut staged = out.0;
+    staged
+        .write_all(&entry_trailer(&trailer))
+        .and_then(|()| staged.publish_replace(&spool.entry(segment)))
         .map_err(local)?;
     Ok(true)
 }
@@ -781,6 +1006,48 @@ mod tests {
             names,
             ["000000030000000100000000", "000000030000000100000001"]
         );
+    }
+
+    #[test]
+    fn fetchers_refill_the_moving_window_and_stop_at_the_end_of_the_archive() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 3).unwrap();
+        spool.advance(seg(1, 10)).unwrap();
+        let mut picker = Picker {
+            in_flight: Default::default(),
+            end: None,
+        };
+        fs::write(spool.entry(seg(1, 11)), b"x").unwrap();
+        assert_eq!(picker.next(&spool), Some(seg(1, 12)), "11 is spooled");
+        assert_eq!(picker.next(&spool), Some(seg(1, 13)), "12 is in flight");
+        assert_eq!(picker.next(&spool), None, "the window is 11..=13");
+        picker.in_flight.clear();
+        picker.end = Some(seg(1, 12));
+        assert_eq!(picker.next(&spool), None, "the archive ends at 12");
+        spool.advance(seg(1, 11)).unwrap();
+        assert_eq!(picker.next(&spool), None, "still the end");
+        spool.advance(seg(1, 12)).unwrap();
+        assert_eq!(
+            picker.next(&spool),
+            Some(seg(1, 13)),
+            "restored past the end: it is old news"
+        );
+        assert_eq!(picker.end, None);
+        picker.end = Some(seg(1, 20));
+        spool.advance(seg(2, 12)).unwrap();
+        assert_eq!(picker.next(&spool), Some(seg(2, 13)), "another timeline");
+    }
+
+    #[test]
+    fn entry_trailers_round_trip_and_carry_their_tag() {
+        let t = Trailer {
+            sha256: [7; 32],
+            size: 16 << 20,
+        };
+        let mut b = entry_trailer(&t);
+        assert_eq!(parse_entry_trailer(&b), Some(t));
+        b[0] ^= 1;
+        assert_eq!(parse_entry_trailer(&b), None);
     }
 
     #[test]

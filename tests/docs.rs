@@ -229,7 +229,14 @@ fn man_page_and_readme_name_the_format_version_and_release() {
 #[test]
 fn readme_documents_every_environment_variable() {
     let readme = read("README.md");
-    for var in ["UXWAL_REPO", "UXWAL_CONFIG", "AWS_", "AZURE_", "GOOGLE_"] {
+    for var in [
+        "UXWAL_REPO",
+        "UXWAL_CONFIG",
+        uxwal::prefetch::LINGER_ENV,
+        "AWS_",
+        "AZURE_",
+        "GOOGLE_",
+    ] {
         assert!(readme.contains(var), "README.md does not mention {var}");
     }
 }

@@ -11,7 +11,7 @@
 mod common;
 
 use std::fs::{self, File};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::pg::{poll_until, Cluster, Recovery, RestoreOptions};
 use common::servers::S3;
 use common::{segment, Ran, Site, MIB, RESTORE, SYSID};
+use sha2::{Digest, Sha256};
 use uxwal::prefetch::Spool;
 use uxwal::repo::Identity;
 use uxwal::wal_name::SegmentName;
@@ -44,12 +45,16 @@ fn spool_dir(site: &Site, sysid: u64) -> PathBuf {
 
 /// The spool directory of the archive at `archive`, under `site`'s spool root.
 fn spool_dir_of(site: &Site, archive: &Site, sysid: u64) -> PathBuf {
-    let identity = Identity {
+    Spool::dir_for(&spool_root(site), &archive.location, &identity(sysid))
+}
+
+/// The identity of an archive of cluster `sysid` with 1 MiB segments.
+fn identity(sysid: u64) -> Identity {
+    Identity {
         system_identifier: sysid,
         segment_size: MIB,
         page_magic: 0xD110,
-    };
-    Spool::dir_for(&spool_root(site), &archive.location, &identity)
+    }
 }
 
 /// Archives segments `numbers` of timeline 1 (1 MiB, cluster `sysid`); returns their bytes.
@@ -137,16 +142,29 @@ fn names(numbers: std::ops::RangeInclusive<u64>) -> Vec<String> {
 }
 
 /// The stored object of `name` in a local repository.
-/// The original bytes of a spooled entry, which is stored uncompressed (codec
-/// `none`) with the same SHA-256 trailer as an archived object.
+/// The original bytes of a spooled entry: the segment, uncompressed, followed
+/// by a trailer with its SHA-256 and size, which must be right.
 fn decoded(path: &Path) -> Vec<u8> {
-    let mut file = File::open(path).unwrap();
-    let len = file.metadata().unwrap().len();
-    let (format, trailer, payload) = uxwal::codec::read_trailer(&mut file, len).unwrap();
-    assert!(len > trailer.size, "{} is not uncompressed", path.display());
-    let mut out = Vec::new();
-    uxwal::codec::decode_verified(&mut file, format, payload, &trailer, &mut out).unwrap();
-    out
+    let mut bytes = fs::read(path).unwrap();
+    let trailer = bytes.split_off(bytes.len() - uxwal::prefetch::ENTRY_TRAILER_LEN);
+    assert_eq!(&trailer[..8], b"UXWALSPL", "{}", path.display());
+    assert_eq!(
+        &trailer[8..40],
+        &Sha256::digest(&bytes)[..],
+        "{}",
+        path.display()
+    );
+    assert_eq!(trailer[40..], (bytes.len() as u64).to_le_bytes());
+    bytes
+}
+
+/// A well-formed spool entry holding `segment` (see [`decoded`]).
+fn entry_of(segment: &[u8]) -> Vec<u8> {
+    let mut entry = segment.to_vec();
+    entry.extend_from_slice(b"UXWALSPL");
+    entry.extend_from_slice(&Sha256::digest(segment));
+    entry.extend_from_slice(&(segment.len() as u64).to_le_bytes());
+    entry
 }
 
 fn stored(site: &Site, name: &str) -> Vec<u8> {
@@ -176,9 +194,15 @@ fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
         );
     }
 
+    let entry_inode = fs::metadata(dir.join(seg(2))).unwrap().ino();
     assert!(
         restore_ok(&site, &seg(2), Some(3), &originals[1]),
         "segment 2 comes from the spool"
+    );
+    assert_eq!(
+        fs::metadata(site.wal("RECOVERYXLOG")).unwrap().ino(),
+        entry_inode,
+        "on one filesystem the checked entry is renamed into place, not copied"
     );
     wait_for_worker(&dir);
     assert_eq!(
@@ -209,6 +233,120 @@ fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
         .filter(|e| e.file_name() != ".lock")
         .collect();
     assert!(tmp_left.is_empty(), "staging files left: {tmp_left:?}");
+}
+
+/// The processes that have `path` open (the worker keeps its lock file open).
+fn holders(path: &Path) -> Vec<i32> {
+    let path = fs::canonicalize(path).unwrap();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|proc| {
+            let pid: i32 = proc.file_name().to_str()?.parse().ok()?;
+            let fds = fs::read_dir(proc.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_worker_with_a_full_window_lingers_and_serves_the_next_positions() {
+    let mut site = Site::new();
+    site.env.push(("UXWAL_PREFETCH_LINGER".into(), "60".into()));
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=6, SYSID);
+    let dir = spool_dir(&site, SYSID);
+
+    assert!(!restore_ok(&site, &seg(1), Some(2), &originals[0]));
+    poll_until("the window after segment 1", || {
+        (spooled(&dir) == names(2..=3))
+            .then_some(())
+            .ok_or_else(|| format!("{:?}", spooled(&dir)))
+    });
+    let lock = dir.join(".worker.lock");
+    let worker = match holders(&lock)[..] {
+        [pid] => pid,
+        ref other => panic!("one worker lingers, holding its lock: {other:?}"),
+    };
+
+    for n in 2..=3 {
+        assert!(restore_ok(
+            &site,
+            &seg(n),
+            Some(2),
+            &originals[n as usize - 1]
+        ));
+        poll_until("the window to move", || {
+            (spooled(&dir)
+                == names(n + 1..=n + 2)
+                    .into_iter()
+                    .filter(|s| *s <= seg(6))
+                    .collect::<Vec<_>>())
+            .then_some(())
+            .ok_or_else(|| format!("{:?}", spooled(&dir)))
+        });
+        assert_eq!(
+            holders(&lock),
+            [worker],
+            "the same worker fetched for the new position"
+        );
+    }
+    // A lingering worker stops at SIGTERM.
+    // SAFETY: kill(2) on a process of this test.
+    assert_eq!(unsafe { libc::kill(worker, libc::SIGTERM) }, 0);
+    wait_for_worker(&dir);
+}
+
+#[test]
+fn a_spool_on_another_filesystem_is_copied_from() {
+    let site = Site::new();
+    // /dev/shm is a tmpfs on Linux; the test directories are not.
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("no /dev/shm here: nothing to test");
+        return;
+    };
+    if fs::metadata(shm.path()).unwrap().dev() == fs::metadata(&site.data).unwrap().dev() {
+        eprintln!("/dev/shm is on the data directory's filesystem: nothing to test");
+        return;
+    }
+    let root = shm.path().join("spool");
+    let _joined = WorkersJoined(root.clone());
+    let originals = archive_segments(&site, 1..=3, SYSID);
+    let restore = |n: u64| {
+        let ran = site.restore(
+            &seg(n),
+            &format!("-v --prefetch 2 --spool-dir {}", root.display()),
+        );
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        assert_eq!(
+            site.restored().as_deref(),
+            Some(&originals[n as usize - 1][..])
+        );
+        ran
+    };
+    restore(1);
+    let dir = Spool::dir_for(&root, &site.location, &identity(SYSID));
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(2..=3));
+    let ran = restore(2);
+    assert!(
+        ran.stderr.contains("from the prefetch spool"),
+        "{}",
+        ran.stderr
+    );
+    wait_for_worker(&dir);
+    assert!(!dir.join(seg(2)).exists(), "the entry was used up");
+    let left: Vec<_> = fs::read_dir(site.data.join("pg_wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("uxwal-tmp"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "no staging file left beside the destination: {left:?}"
+    );
 }
 
 #[test]
@@ -306,17 +444,18 @@ fn a_spooled_segment_of_another_archive_is_never_used() {
     let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=3, SYSID);
     let foreign = Site::new();
-    archive_segments(&foreign, 1..=5, 42);
+    let theirs_originals = archive_segments(&foreign, 1..=5, 42);
 
-    // Another cluster's segments of the same names, in this archive's spool
-    // directory and in the other archive's.
+    // Another cluster's segments of the same names, as well-formed entries (the
+    // right SHA-256 of what they hold), in this archive's spool directory and in
+    // the other archive's.
     let mine = spool_dir(&site, SYSID);
     let theirs = spool_dir_of(&site, &foreign, 42);
     private_dir(&mine);
     private_dir(&theirs);
-    fs::write(mine.join(seg(2)), stored(&foreign, &seg(2))).unwrap();
-    fs::write(mine.join(seg(4)), stored(&foreign, &seg(4))).unwrap();
-    fs::write(theirs.join(seg(5)), stored(&foreign, &seg(5))).unwrap();
+    fs::write(mine.join(seg(2)), entry_of(&theirs_originals[1])).unwrap();
+    fs::write(mine.join(seg(4)), entry_of(&theirs_originals[3])).unwrap();
+    fs::write(theirs.join(seg(5)), entry_of(&theirs_originals[4])).unwrap();
 
     let ran = restore(&site, &seg(2), Some(2));
     assert_eq!(ran.code, 0, "{}", ran.stderr);

@@ -76,6 +76,10 @@ impl Site {
             // The default spool root ($TMPDIR/uxwal-<uid>) inside this site, so that
             // nothing a command spools outlives the test or meets another test's.
             .env("TMPDIR", self.dir.path())
+            // Prefetch workers exit as soon as their window is full instead of
+            // lingering, so that a test can wait for one (see tests/prefetch.rs;
+            // the PostgreSQL tests keep the default).
+            .env("UXWAL_PREFETCH_LINGER", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("UXWAL_REPO")
             .env_remove("UXWAL_CONFIG")
