@@ -2,10 +2,12 @@
 //! local spool, so that the next calls of `restore_command` find them on disk.
 //!
 //! PostgreSQL asks for one WAL file at a time and waits for each; against object
-//! storage most of that wait is the round trip. After restoring segment S, the
-//! foreground call records S as the *wanted* position and hands a detached worker
-//! (a hidden mode of the same binary) the job of fetching S+1..=S+N of the same
-//! timeline. The next call takes its segment from the spool when it is there.
+//! storage most of that wait is the round trip. A call for segment S records S
+//! as the *wanted* position and hands a detached worker (a hidden mode of the
+//! same binary) the job of fetching S+1..=S+N of the same timeline: after
+//! restoring S, or at a new position (the first call of a recovery) already
+//! before fetching S itself, so that the worker's start overlaps that fetch.
+//! The next call takes its segment from the spool when it is there.
 //!
 //! Guarantees:
 //! - **Verified before use.** The worker decompresses each stored object (the

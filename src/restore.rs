@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::prefetch::{self, Spool};
 use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::Repository;
-use crate::wal_name::{is_valid_segment_size, WalName};
+use crate::wal_name::{is_valid_segment_size, SegmentName, WalName};
 
 /// `--on-error`: what an error other than "not found" does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -109,8 +109,8 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_
 /// one of them failed, the answer is that failure: it might have had the file.
 ///
 /// With prefetch on, a full segment is first looked for in the spool (used only
-/// when it verifies), and after a segment is restored a background worker is
-/// started to fetch the following ones ([`prefetch`]).
+/// when it verifies), and a background worker is started to fetch the following
+/// ones ([`prefetch`]).
 pub fn run(
     wal_name: &str,
     dest: &Path,
@@ -124,21 +124,34 @@ pub fn run(
     let Some(spool) = open_spool(settings) else {
         return restore_from_repos(&name, dest, settings, policy);
     };
-    let outcome = if spool.take(segment, dest) {
-        RestoreOutcome::Restored
-    } else {
-        restore_from_repos(&name, dest, settings, policy)?
-    };
-    if outcome == RestoreOutcome::Restored {
-        // Prefetch only saves time: its failures are notes, never a failed restore.
-        if let Err(e) = spool
-            .advance(segment)
-            .and_then(|()| spool.start_worker(settings))
-        {
-            tracing::warn!("prefetch after {segment}: {e}");
-        }
+    if spool.take(segment, dest) {
+        prefetch_after(&spool, segment, settings);
+        return Ok(RestoreOutcome::Restored);
+    }
+    // Not spooled. At a new position (the first call of a recovery, a jump to
+    // another timeline) the worker starts on the segments after this one while
+    // this call fetches it, instead of after. Asked again for the same segment
+    // (a standby polling for one not archived yet), it does not start again.
+    let started = spool.want() != Some(segment);
+    if started {
+        prefetch_after(&spool, segment, settings);
+    }
+    let outcome = restore_from_repos(&name, dest, settings, policy)?;
+    if outcome == RestoreOutcome::Restored && !started {
+        prefetch_after(&spool, segment, settings);
     }
     Ok(outcome)
+}
+
+/// Records `segment` as the wanted position and starts a worker for what follows.
+/// Prefetch only saves time: its failures are notes, never a failed restore.
+fn prefetch_after(spool: &Spool, segment: SegmentName, settings: &Settings) {
+    if let Err(e) = spool
+        .advance(segment)
+        .and_then(|()| spool.start_worker(settings))
+    {
+        tracing::warn!("prefetch after {segment}: {e}");
+    }
 }
 
 /// How long looking up the archive identity for the spool may take. A storage
