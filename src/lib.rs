@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod cleanup;
 pub mod cli;
+pub mod detach;
 pub mod codec;
 pub mod config;
 pub mod durable;
