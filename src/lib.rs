@@ -11,9 +11,9 @@
 pub mod archive;
 pub mod cleanup;
 pub mod cli;
-pub mod detach;
 pub mod codec;
 pub mod config;
+pub mod detach;
 pub mod durable;
 pub mod error;
 pub mod exit;

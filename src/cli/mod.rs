@@ -7,7 +7,7 @@ mod cleanup;
 mod restore;
 mod verify;
 
-pub use archive::ArchiveCli;
+pub use archive::{ArchiveCli, PushAheadWorkerCli, PUSH_AHEAD_WORKER_ARG};
 pub use cleanup::CleanupCli;
 pub use restore::{PrefetchWorkerCli, RestoreCli, PREFETCH_WORKER_ARG};
 pub use verify::VerifyCli;
