@@ -38,16 +38,18 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
 
-    /// Ship up to N files per call: this one plus up to N-1 others the database has
-    /// marked ready (archive_status/*.ready), recorded in the spool so that their own
-    /// calls only confirm them (size, SHA-256, repository) [default: 1 when every
-    /// repository is a local directory, 4 when one is an object store].
+    /// Push ready files ahead: a background worker started by the call archives the
+    /// files the database has marked ready (archive_status/*.ready), up to N-1 at a
+    /// time, recorded in the spool so that their own calls only confirm them (size,
+    /// SHA-256, repository); 1 turns it off [default: 1 when every repository is a
+    /// local directory, 4 when one is an object store].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: Option<u16>,
 
     /// Spool root, outside the data directory [default: $TMPDIR/uxwal-UID]. Push-ahead
     /// keeps one entry of about 300 bytes per file pushed ahead, removed once confirmed
-    /// or once the database has removed the file.
+    /// or once the database has removed the file, and an empty lock file per file
+    /// pushed or archived, removed with the file.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
