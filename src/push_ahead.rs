@@ -507,10 +507,9 @@ impl Spool {
             .arg(parallel.to_string())
             .arg("--spool-dir")
             .arg(&settings.spool_dir)
-            .arg("--compress")
-            .arg(settings.compression.to_string())
-            .arg("--level")
-            .arg(settings.level.to_string())
+            // `--option=value`: a value is never read as an option.
+            .arg(format!("--compress={}", settings.compression))
+            .arg(format!("--level={}", settings.level))
             .arg("--deadline")
             // The command line's range; a longer deadline from the file is cut to it.
             .arg(settings.store.deadline.as_secs().clamp(1, 3600).to_string())

@@ -831,3 +831,22 @@ fn entries_of_files_the_database_removed_are_dropped() {
     assert!(!lock(SEGS[2]).exists(), "its lock file went too");
     assert!(lock(SEGS[3]).exists(), "the others stay claimed");
 }
+
+#[test]
+fn the_worker_ships_with_the_settings_of_the_call_that_started_it() {
+    let fx = Fixture::local();
+    let r = fx.site.archive(
+        SEGS[0],
+        &format!("{} --compress gzip --level 9", fx.args(4)),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), &SEGS[1..], "{}", r.stderr);
+    for name in SEGS {
+        let stored = fx.site.archived(name);
+        assert_eq!(stored.len(), 1, "{name}: {stored:?}");
+        let bytes = fs::read(&stored[0]).unwrap();
+        assert_eq!(bytes[..2], [0x1f, 0x8b], "{name} is stored as gzip");
+    }
+    assert_all_archived(&fx, &SEGS);
+}
