@@ -499,6 +499,9 @@ impl Spool {
         let Some(lock) = self.try_worker_lock()? else {
             return Ok(false);
         };
+        // The worker runs in the spool directory: paths relative to the data
+        // directory must be made absolute here.
+        let absolute = |path: &Path| fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg(PUSH_AHEAD_WORKER_ARG)
             .arg("--wal-dir")
@@ -506,7 +509,7 @@ impl Spool {
             .arg("--parallel")
             .arg(parallel.to_string())
             .arg("--spool-dir")
-            .arg(&settings.spool_dir)
+            .arg(absolute(&settings.spool_dir))
             // `--option=value`: a value is never read as an option.
             .arg(format!("--compress={}", settings.compression))
             .arg(format!("--level={}", settings.level))
@@ -518,7 +521,7 @@ impl Spool {
             cmd.arg("--repo").arg(repo);
         }
         if let Some(config) = &settings.config_file {
-            cmd.arg("--config").arg(config);
+            cmd.arg("--config").arg(absolute(config));
         }
         detach::spawn_with_lock(cmd, &lock, &self.dir)?;
         Ok(true)

@@ -850,3 +850,27 @@ fn the_worker_ships_with_the_settings_of_the_call_that_started_it() {
     }
     assert_all_archived(&fx, &SEGS);
 }
+
+#[test]
+fn a_spool_and_configuration_given_relative_to_the_data_directory_reach_the_worker() {
+    let fx = Fixture::local();
+    fs::write(
+        fx.site.dir.path().join("uxwal.toml"),
+        "compress = \"gzip\"\n",
+    )
+    .unwrap();
+    let r = fx.site.archive(
+        SEGS[0],
+        "--parallel 4 --spool-dir ../spool --config ../uxwal.toml --verbose",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("started a push-ahead worker"),
+        "{}",
+        r.stderr
+    );
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), &SEGS[1..], "{}", r.stderr);
+    let stored = fs::read(&fx.site.archived(SEGS[1])[0]).unwrap();
+    assert_eq!(stored[..2], [0x1f, 0x8b], "the file's codec");
+}
