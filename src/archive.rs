@@ -120,8 +120,9 @@ pub fn archive_file(
 
 /// The repositories' format and identities, checked once for many files: the
 /// push-ahead worker then archives each file with one request, its upload.
-/// Each segment's page header is still checked against the identity, and a
-/// repository that had none yet is asked again for every file.
+/// Each segment's page header is still checked against the identity; a
+/// repository that had none yet is asked again until one is learnt
+/// ([`CheckedRepos::learn`]).
 #[derive(Debug, Clone)]
 pub struct CheckedRepos {
     /// Each repository's identity, in the order of `Settings::repos`.
@@ -142,9 +143,14 @@ impl CheckedRepos {
         Ok(CheckedRepos { identities })
     }
 
-    /// True when every repository had an identity.
-    pub fn complete(&self) -> bool {
-        self.identities.iter().all(Option::is_some)
+    /// Takes the identities a file was checked against (see [`Shipped::identities`])
+    /// for the repositories that had none: each is the one the repository holds.
+    pub fn learn(&mut self, identities: &[Option<Identity>]) {
+        for (known, found) in self.identities.iter_mut().zip(identities) {
+            if known.is_none() {
+                *known = *found;
+            }
+        }
     }
 }
 
@@ -504,4 +510,30 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(system_identifier: u64) -> Identity {
+        Identity {
+            system_identifier,
+            segment_size: 1 << 24,
+            page_magic: 0xD110,
+        }
+    }
+
+    #[test]
+    fn checked_repositories_learn_only_the_identities_they_lacked() {
+        let mut checked = CheckedRepos {
+            identities: vec![None, Some(identity(1)), None],
+        };
+        checked.learn(&[Some(identity(7)), Some(identity(8)), None]);
+        assert_eq!(
+            checked.identities,
+            [Some(identity(7)), Some(identity(1)), None],
+            "a known identity is never replaced; history files teach nothing"
+        );
+    }
 }

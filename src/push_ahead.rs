@@ -57,7 +57,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -199,15 +199,12 @@ fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<W
         },
     };
     let threads = settings.parallel.unwrap_or(2).saturating_sub(1).max(1);
-    let mut checked: Option<CheckedRepos> = None;
+    // Checked once per run, before the first push; a repository that has no
+    // identity yet (a new one) gets it from the first segment stored there,
+    // and every later file uses it (see `push_one`).
+    let checked = Mutex::new(CheckedRepos::check(&archive::open_repos(settings)?)?);
     loop {
-        // Once per run; again each round only while a repository has no identity
-        // yet (until its first segment is stored, every file asks for it).
-        if !checked.as_ref().is_some_and(CheckedRepos::complete) {
-            checked = Some(CheckedRepos::check(&archive::open_repos(settings)?)?);
-        }
-        let checked = checked.as_ref().expect("checked above");
-        let claimed = push_ready(&spool, settings, checked, threads);
+        let claimed = push_ready(&spool, settings, &checked, threads);
         if signals::stop_requested() {
             return Ok(WorkerOutcome::Stopped);
         }
@@ -226,7 +223,12 @@ fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<W
 
 /// Pushes the ready files nobody has claimed, `threads` at a time, in the
 /// database's order. Returns how many this round claimed.
-fn push_ready(spool: &Spool, settings: &Settings, checked: &CheckedRepos, threads: usize) -> usize {
+fn push_ready(
+    spool: &Spool,
+    settings: &Settings,
+    checked: &Mutex<CheckedRepos>,
+    threads: usize,
+) -> usize {
     spool.remove_stale();
     let names = spool.unclaimed();
     let next = AtomicUsize::new(0);
@@ -253,11 +255,16 @@ fn push_ready(spool: &Spool, settings: &Settings, checked: &CheckedRepos, thread
 }
 
 /// Archives one file ahead of its own call and records it; failures are warnings.
-fn push_one(spool: &Spool, name: &WalName, settings: &Settings, checked: &CheckedRepos) {
+fn push_one(spool: &Spool, name: &WalName, settings: &Settings, checked: &Mutex<CheckedRepos>) {
     let path = spool.wal_dir.join(name.to_string());
+    let known = checked.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Repositories of its own: their deadline (`--deadline`) bounds this file alone.
     let shipped = archive::open_repos(settings).and_then(|repos| {
-        let shipped = archive::archive_file_checked(&repos, &path, name, settings, Some(checked))?;
+        let shipped = archive::archive_file_checked(&repos, &path, name, settings, Some(&known))?;
+        checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .learn(&shipped.identities);
         PushedEntry::new(name, &shipped, &repos, settings)
     });
     if signals::stop_requested() {
