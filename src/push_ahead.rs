@@ -16,6 +16,13 @@
 //! request, its upload; every segment's page header is still checked against that
 //! identity. When no ready file is left it exits.
 //!
+//! A worker rather than a batch inside the call: a batch made the call that ran
+//! it wait for all its uploads, and its compression and uploads never overlapped
+//! with the following calls' confirmations. With the worker they do, and the
+//! calls the database waits for mostly only confirm (with `bench/latency-bench`,
+//! 20 ms per request, 16 MiB segments: about 2x the serial rate instead of 1.6x,
+//! limited by the CPU of compression, hashing and the emulator, not by waiting).
+//!
 //! Per-file locks (`<spool>/<name>.lock`, flock) keep the worker and the calls
 //! from shipping one file twice: whoever archives a file holds its lock until the
 //! result is recorded. The worker claims a file by creating its lock file, and
