@@ -54,8 +54,10 @@
 //! atomically (write, fsync, rename, fsync the directory).
 //!
 //! Shutdown signals (SIGTERM, SIGINT, SIGHUP) stop a call as without push-ahead
-//! (exit 1 unless `F` was already stored), and stop the worker: no new file is
-//! started and files in flight are abandoned without being published or recorded.
+//! (exit 1 unless `F` was already stored), and stop the worker at once: no new
+//! file is started, and files in flight are abandoned unrecorded (an object is
+//! stored whole or not at all; one stored whole without an entry is found and
+//! compared by its own call).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
