@@ -121,7 +121,7 @@ pub fn run(
     let _claim = spool.claim_waiting(name, settings.store.deadline);
     // Started before this file is done, so that the two overlap; and only when
     // there is work for it (a file made ready later comes with its own call).
-    if !spool.unclaimed().is_empty() {
+    if spool.has_unclaimed() {
         match spool.start_worker(settings, parallel) {
             Ok(true) => tracing::debug!("started a push-ahead worker"),
             Ok(false) => {}
@@ -224,7 +224,7 @@ fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<W
         // marked its file ready, so looking again *after* letting go of the lock
         // cannot miss a file whose caller saw the lock still held.
         lock.unlock().map_err(lock_error)?;
-        if spool.unclaimed().is_empty() || lock.try_lock().is_err() {
+        if !spool.has_unclaimed() || lock.try_lock().is_err() {
             return Ok(WorkerOutcome::Done);
         }
     }
@@ -435,8 +435,21 @@ impl Spool {
     /// the database's order.
     fn unclaimed(&self) -> Vec<WalName> {
         choose(ready_names(&self.wal_dir.join("archive_status")), |name| {
-            self.lock_path(name).exists() || self.has_entry(name)
+            self.taken(name)
         })
+    }
+
+    /// Whether any ready file is unclaimed: [`Spool::unclaimed`] without
+    /// looking further than the first (every call asks, whatever the backlog).
+    fn has_unclaimed(&self) -> bool {
+        ready_names(&self.wal_dir.join("archive_status"))
+            .iter()
+            .filter_map(|n| n.parse::<WalName>().ok())
+            .any(|name| !self.taken(&name))
+    }
+
+    fn taken(&self, name: &WalName) -> bool {
+        self.lock_path(name).exists() || self.has_entry(name)
     }
 
     /// Claims `name` for the worker: creates its lock file, which must not exist
