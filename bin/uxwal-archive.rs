@@ -2,9 +2,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use uxwal::cli::ArchiveCli;
+use uxwal::cli::{ArchiveCli, PushAheadWorkerCli};
 
 fn main() -> ExitCode {
+    if let Some(worker) = PushAheadWorkerCli::from_env() {
+        uxwal::logging::init("uxwal-archive", worker.common.verbosity());
+        let outcome = worker
+            .settings()
+            .and_then(|s| uxwal::push_ahead::run_worker(&s, &worker.wal_dir, worker.lock_fd));
+        return uxwal::push_ahead::worker_exit(outcome);
+    }
     let cli = ArchiveCli::parse();
     uxwal::logging::init("uxwal-archive", cli.common.verbosity());
     let outcome = cli

@@ -9,7 +9,8 @@
 //! is a conflict and nothing changes.
 //!
 //! [`archive_file`] is that path for one file; with `--parallel` above 1,
-//! [`crate::push_ahead`] runs it for other ready files too, concurrently.
+//! [`crate::push_ahead`]'s background worker runs it for other ready files too
+//! ([`archive_file_checked`], checking the repositories once per run).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -36,6 +37,8 @@ pub struct Settings {
     pub parallel: Option<usize>,
     /// Spool root for push-ahead records.
     pub spool_dir: PathBuf,
+    /// The configuration file given, handed on to the push-ahead worker.
+    pub config_file: Option<PathBuf>,
 }
 
 /// What archiving did.
@@ -60,8 +63,9 @@ pub struct Shipped {
     pub sha256: [u8; 32],
     /// Size of the stored object in each repository, in the order of `Settings::repos`.
     pub stored_sizes: Vec<u64>,
-    /// Each repository's identity as checked for this file (segments only; `None`
-    /// for history and backup files, which are not checked against it).
+    /// Each repository's identity as checked for this file (for history and
+    /// backup files, which are not checked against it, the one known beforehand
+    /// if any).
     pub identities: Vec<Option<Identity>>,
 }
 
@@ -111,6 +115,54 @@ pub fn archive_file(
     name: &WalName,
     settings: &Settings,
 ) -> Result<Shipped> {
+    archive_file_checked(repos, wal_path, name, settings, None)
+}
+
+/// The repositories' format and identities, checked once for many files: the
+/// push-ahead worker then archives each file with one request, its upload.
+/// Each segment's page header is still checked against the identity; a
+/// repository that had none yet is asked again until one is learnt
+/// ([`CheckedRepos::learn`]).
+#[derive(Debug, Clone)]
+pub struct CheckedRepos {
+    /// Each repository's identity, in the order of `Settings::repos`.
+    identities: Vec<Option<Identity>>,
+}
+
+impl CheckedRepos {
+    /// Checks (creating it when the repository is new) each repository's FORMAT
+    /// and reads its identity.
+    pub fn check(repos: &[Repository]) -> Result<CheckedRepos> {
+        let identities = repos
+            .iter()
+            .map(|repo| {
+                repo.ensure_format()?;
+                repo.identity()
+            })
+            .collect::<Result<_>>()?;
+        Ok(CheckedRepos { identities })
+    }
+
+    /// Takes the identities a file was checked against (see [`Shipped::identities`])
+    /// for the repositories that had none: each is the one the repository holds.
+    pub fn learn(&mut self, identities: &[Option<Identity>]) {
+        for (known, found) in self.identities.iter_mut().zip(identities) {
+            if known.is_none() {
+                *known = *found;
+            }
+        }
+    }
+}
+
+/// [`archive_file`], with the repositories' format and identities already
+/// checked when `checked` is given (see [`CheckedRepos`]).
+pub fn archive_file_checked(
+    repos: &[Repository],
+    wal_path: &Path,
+    name: &WalName,
+    settings: &Settings,
+    checked: Option<&CheckedRepos>,
+) -> Result<Shipped> {
     let source_error = |source: io::Error| Error::Source {
         path: wal_path.to_path_buf(),
         source,
@@ -127,13 +179,24 @@ pub fn archive_file(
     let filled = read_full(&mut source, &mut buf).map_err(source_error)?;
 
     let mut identities = Vec::with_capacity(repos.len());
-    for repo in repos {
-        repo.ensure_format()?;
-        identities.push(match *name {
-            WalName::Segment(segment) | WalName::Partial(segment) => {
-                Some(check_segment(repo, name, segment, &buf[..filled], len)?)
+    for (i, repo) in repos.iter().enumerate() {
+        let known = match checked {
+            Some(checked) => checked.identities.get(i).copied().flatten(),
+            None => {
+                repo.ensure_format()?;
+                None
             }
-            _ => None,
+        };
+        identities.push(match *name {
+            WalName::Segment(segment) | WalName::Partial(segment) => Some(check_segment(
+                repo,
+                name,
+                segment,
+                &buf[..filled],
+                len,
+                known,
+            )?),
+            _ => known,
         });
     }
 
@@ -284,22 +347,26 @@ impl Write for Tee<'_> {
     }
 }
 
-/// Checks the page header against the name and the file against the archive identity,
-/// recording the identity when this is the archive's first segment. Returns the
-/// archive's identity.
+/// Checks the page header against the name and the file against the archive identity
+/// (`known`, else read from `repo`), recording the identity when this is the
+/// archive's first segment. Returns the archive's identity.
 fn check_segment(
     repo: &Repository,
     name: &WalName,
     segment: SegmentName,
     head: &[u8],
     len: u64,
+    known: Option<Identity>,
 ) -> Result<Identity> {
     let bad_header = |source| Error::BadHeader {
         name: name.to_string(),
         source,
     };
     let header = LongPageHeader::parse(head).map_err(bad_header)?;
-    let recorded = repo.identity()?;
+    let recorded = match known {
+        Some(identity) => Some(identity),
+        None => repo.identity()?,
+    };
     header
         .validate(segment, len, recorded.map(|i| i.page_magic))
         .map_err(bad_header)?;
@@ -443,4 +510,30 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(system_identifier: u64) -> Identity {
+        Identity {
+            system_identifier,
+            segment_size: 1 << 24,
+            page_magic: 0xD110,
+        }
+    }
+
+    #[test]
+    fn checked_repositories_learn_only_the_identities_they_lacked() {
+        let mut checked = CheckedRepos {
+            identities: vec![None, Some(identity(1)), None],
+        };
+        checked.learn(&[Some(identity(7)), Some(identity(8)), None]);
+        assert_eq!(
+            checked.identities,
+            [Some(identity(7)), Some(identity(1)), None],
+            "a known identity is never replaced; history files teach nothing"
+        );
+    }
 }

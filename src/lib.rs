@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod detach;
 pub mod durable;
 pub mod error;
 pub mod exit;

@@ -58,9 +58,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
@@ -360,11 +359,8 @@ impl Spool {
             Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
-        let fd = lock.as_raw_fd();
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg(PREFETCH_WORKER_ARG)
-            .arg("--lock-fd")
-            .arg(fd.to_string())
             .arg("--prefetch")
             .arg(self.depth.to_string())
             .arg("--spool-dir")
@@ -379,43 +375,8 @@ impl Spool {
         if let Some(config) = &settings.config_file {
             cmd.arg("--config").arg(config);
         }
-        // The database waits for restore_command's output and process: the worker
-        // has neither, runs in its own session (the database's signals to the
-        // command's process group are not for it), and out of the data directory.
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .current_dir(&self.dir);
-        // SAFETY: between fork and exec only async-signal-safe calls: setsid(2),
-        // sigprocmask(2) on a local set, close_range(2) and fcntl(2) on descriptors
-        // this process owns.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                // Descriptors the database left open for restore_command (its WAL
-                // files, its postmaster-death pipe) are not the worker's to hold:
-                // close them at exec. Best effort: kernels before 5.11 lack the flag.
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3 as libc::c_uint,
-                    libc::c_uint::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                );
-                // Signals the caller had blocked stay blocked across exec; the
-                // worker must hear SIGTERM to stop.
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-                // Keep the locked descriptor open across exec (std opens files with
-                // O_CLOEXEC); only the child's copy of the flag changes.
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        // Not waited for: the child outlives this process and is reaped by init.
-        cmd.spawn()?;
+        // Out of the data directory, in a session of its own (see crate::detach).
+        crate::detach::spawn_with_lock(cmd, &lock, &self.dir)?;
         Ok(true)
     }
 }
@@ -734,21 +695,7 @@ impl PositionWatch {
 /// Takes ownership of the inherited lock descriptor after checking that it is
 /// this spool's lock file (a number on a command line is not proof).
 fn adopt_lock(dir: &Path, fd: RawFd) -> io::Result<File> {
-    let expected = fs::metadata(dir.join(WORKER_LOCK))?;
-    // SAFETY: fstat only reads the descriptor's metadata into a zeroed struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0
-        || st.st_dev as u64 != expected.dev()
-        || st.st_ino as u64 != expected.ino()
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("descriptor {fd} is not {}", dir.join(WORKER_LOCK).display()),
-        ));
-    }
-    // SAFETY: the descriptor is open (fstat succeeded), refers to the lock file,
-    // and nothing else in this process owns it: it was inherited for this purpose.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    crate::detach::adopt_lock(&dir.join(WORKER_LOCK), fd)
 }
 
 /// Fetches the missing segments of the window after the wanted position, up to

@@ -1,5 +1,5 @@
-//! Shutdown signals for the work that runs longer than one file: push-ahead
-//! batches and background prefetch.
+//! Shutdown signals for the work that runs longer than one file: the push-ahead
+//! and prefetch workers.
 //!
 //! When the database shuts down it signals its archiver and startup processes and
 //! their children; a helper must then stop promptly without leaving anything half

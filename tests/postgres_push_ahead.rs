@@ -1,6 +1,6 @@
 //! Push-ahead under a real PostgreSQL server and a heavy pgbench load: the
-//! archive_command ships with `--parallel 4` into a local directory and S3 (moto)
-//! at once. Every segment must end up in both repositories exactly once, no
+//! archive_command ships with `--parallel 4` (its background worker pushing the
+//! ready files) into a local directory and S3 (moto) at once. Every segment must end up in both repositories exactly once, no
 //! archive attempt may fail, no `.ready` may be left behind, and uxwal-verify
 //! must find both archives complete and intact.
 
@@ -84,6 +84,11 @@ fn heavy_pgbench_load_archives_every_segment_exactly_once_with_push_ahead() {
     let last = primary.switch_wal();
     primary.psql("checkpoint");
     primary.wait_for_archived(&last);
+    // The push-ahead worker may still be shipping files after `last`.
+    assert!(
+        common::wait_for_push_ahead_worker(&spool, std::time::Duration::from_secs(120)),
+        "the push-ahead worker did not exit"
+    );
     assert_eq!(primary.archive_failures(), 0, "{}", primary.log_tail(50));
 
     let last_name: SegmentName = match last.parse::<WalName>().unwrap() {
@@ -125,14 +130,19 @@ fn heavy_pgbench_load_archives_every_segment_exactly_once_with_push_ahead() {
         "no staging file left"
     );
 
-    // Push-ahead did the work: most calls only confirmed what a batch had shipped.
+    // Push-ahead did the work: at least three calls in four only confirmed what
+    // the worker had shipped.
     let log = primary.log_tail(usize::MAX);
     let confirmed = log
         .lines()
         .filter(|l| l.contains("is already archived by push-ahead"))
         .count();
+    eprintln!(
+        "{confirmed} of {} segments confirmed from the spool",
+        expected.len()
+    );
     assert!(
-        confirmed * 2 >= expected.len(),
+        confirmed * 4 >= expected.len() * 3,
         "{confirmed} of {} segments confirmed from the spool",
         expected.len()
     );

@@ -300,6 +300,39 @@ fn a_worker_with_a_full_window_lingers_and_serves_the_next_positions() {
 }
 
 #[test]
+fn a_repository_and_spool_given_relative_to_the_data_directory_reach_the_worker() {
+    // The worker runs in the spool directory, not in the data directory.
+    let mut site = Site::new();
+    site.location = "../repo".into();
+    let _joined = WorkersJoined(spool_root(&site));
+    let originals = archive_segments(&site, 1..=3, SYSID);
+    let restore = |n: u64| {
+        let ran = site.restore(&seg(n), "-v --prefetch 2 --spool-dir ../spool");
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        assert_eq!(
+            site.restored().as_deref(),
+            Some(&originals[n as usize - 1][..])
+        );
+        ran
+    };
+    restore(1);
+    let dir = Spool::dir_for(
+        &spool_root(&site),
+        // The location as the call resolved it.
+        &site.data.join("../repo").display().to_string(),
+        &identity(SYSID),
+    );
+    wait_for_worker(&dir);
+    assert_eq!(spooled(&dir), names(2..=3));
+    let ran = restore(2);
+    assert!(
+        ran.stderr.contains("from the prefetch spool"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
 fn a_spool_on_another_filesystem_is_copied_from() {
     let site = Site::new();
     // /dev/shm is a tmpfs on Linux; the test directories are not.

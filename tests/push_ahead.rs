@@ -1,13 +1,15 @@
-//! Push-ahead (`uxwal-archive --parallel N`, issue 7): one call ships the files the
-//! database has marked ready, their own calls only confirm them; and whatever
-//! happens to the call, the spool, the local file or the repository in between,
-//! no call reports success for content that is not in the repository.
+//! Push-ahead (`uxwal-archive --parallel N`, issue 7): a background worker ships
+//! the files the database has marked ready, their own calls only confirm them; and
+//! whatever happens to the calls, the worker, the spool, the local file or the
+//! repository in between, no call reports success for content that is not in the
+//! repository.
 
 mod common;
 
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::pg::poll_until;
 use common::servers::S3;
@@ -156,6 +158,51 @@ impl Fixture {
     fn server(&self) -> &common::servers::Server {
         &self.s3.as_ref().expect("an S3 fixture").server
     }
+
+    /// Waits until the push-ahead worker (if one runs) has exited.
+    fn wait_worker(&self) {
+        assert!(
+            wait_for_push_ahead_worker(&self.spool, Duration::from_secs(120)),
+            "the push-ahead worker did not exit"
+        );
+    }
+
+    /// The process ids of the push-ahead workers of this fixture's spool.
+    fn worker_pids(&self) -> Vec<u32> {
+        let spool = self.spool.to_string_lossy().into_owned();
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                (args.iter().any(|a| a == "--push-ahead-worker") && args.contains(&spool))
+                    .then_some(pid)
+            })
+            .collect()
+    }
+
+    /// The one running worker's process id, once it runs.
+    fn worker_pid(&self) -> u32 {
+        poll_until("the push-ahead worker to run", || {
+            match self.worker_pids()[..] {
+                [pid] => Ok(pid),
+                ref other => Err(format!("workers {other:?}")),
+            }
+        })
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 /// Every file archived by the database's sequence of calls holds exactly what the
@@ -188,12 +235,19 @@ fn pushes_ahead_and_later_calls_only_confirm(fx: Fixture) {
     let r = fx.site.archive(SEGS[0], &fx.args(4));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(stored_by_this_call(&r, SEGS[0]), "{}", r.stderr);
-    // History first, then by name: the history file and the next two segments.
-    assert_eq!(fx.recorded(), [SEGS[1], SEGS[2], HISTORY], "{}", r.stderr);
-    for name in [HISTORY, SEGS[1], SEGS[2]] {
-        assert!(stored_by_this_call(&r, name), "{name}: {}", r.stderr);
-    }
-    assert!(!r.stderr.contains(SEGS[3]), "only N-1 others: {}", r.stderr);
+    assert!(
+        r.stderr.contains("started a push-ahead worker"),
+        "{}",
+        r.stderr
+    );
+    fx.wait_worker();
+    // The worker pushed every other ready file; the call's own file it left alone.
+    assert_eq!(
+        fx.recorded(),
+        [SEGS[1], SEGS[2], SEGS[3], SEGS[4], HISTORY],
+        "{}",
+        r.stderr
+    );
     assert_eq!(fx.status_files(), before, ".ready/.done are the database's");
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 
@@ -203,26 +257,39 @@ fn pushes_ahead_and_later_calls_only_confirm(fx: Fixture) {
         fx.status().join(format!("{}.done", SEGS[0])),
     )
     .unwrap();
-    for name in [HISTORY, SEGS[1], SEGS[2]] {
+    for name in [HISTORY, SEGS[1], SEGS[2], SEGS[3], SEGS[4]] {
         let r = fx.db_archive(name, 4);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
         assert!(confirmed_by_spool(&r, name), "{name}: {}", r.stderr);
         assert!(!stored_by_this_call(&r, name), "{name}: {}", r.stderr);
+        assert!(!r.stderr.contains("identical content"), "{}", r.stderr);
     }
-    // A confirming call returns at once, pushing nothing ahead.
+    fx.wait_worker();
     assert!(fx.recorded().is_empty(), "confirmed entries are removed");
-    let r = fx.db_archive(SEGS[3], 4);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(stored_by_this_call(&r, SEGS[3]), "{}", r.stderr);
-    assert_eq!(fx.recorded(), [SEGS[4]], "the only other ready file");
-    let r = fx.db_archive(SEGS[4], 4);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(confirmed_by_spool(&r, SEGS[4]), "{}", r.stderr);
-    assert!(fx.recorded().is_empty());
     assert!(fx.status_files().iter().all(|n| n.ends_with(".done")));
+    // Files made ready later: the next call starts a new worker for them.
+    let late = ["000000010000000000000006", "000000010000000000000007"];
+    for (i, name) in late.iter().enumerate() {
+        fx.site
+            .write_wal(name, &segment(name, MIB, SYSID, 6 + i as u64));
+        fx.mark_ready(name);
+    }
+    let r = fx.db_archive(late[0], 4);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(stored_by_this_call(&r, late[0]), "{}", r.stderr);
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), [late[1]]);
+    let r = fx.db_archive(late[1], 4);
+    assert!(confirmed_by_spool(&r, late[1]), "{}", r.stderr);
     let mut all = SEGS.to_vec();
     all.push(HISTORY);
     assert_all_archived(&fx, &all);
+    for (i, name) in late.iter().enumerate() {
+        assert_eq!(
+            fx.restored(name),
+            Some(segment(name, MIB, SYSID, 6 + i as u64))
+        );
+    }
 }
 
 #[test]
@@ -235,11 +302,13 @@ fn s3_repository_pushes_ahead_and_later_calls_only_confirm() {
     pushes_ahead_and_later_calls_only_confirm(Fixture::s3());
 }
 
-/// Archives SEGS[0] pushing SEGS[1..4] ahead; returns the fixture with them recorded.
+/// Archives SEGS[0], its worker pushing SEGS[1..] ahead; returns the fixture with
+/// them recorded and the worker gone.
 fn after_one_batch(fx: Fixture) -> Fixture {
     let r = fx.db_archive(SEGS[0], 4);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(fx.recorded(), &SEGS[1..4], "{}", r.stderr);
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), &SEGS[1..], "{}", r.stderr);
     fx
 }
 
@@ -305,10 +374,12 @@ fn without_the_spool_calls_still_succeed_by_comparing_content() {
         "{}",
         r.stderr
     );
+    // A new worker pushed the others again: found identical, recorded, confirmed.
     for name in &SEGS[2..] {
         let r = fx.db_archive(name, 4);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
     }
+    fx.wait_worker();
     assert_all_archived(&fx, &SEGS);
 }
 
@@ -340,13 +411,13 @@ fn an_object_removed_from_the_repository_after_recording_is_archived_again() {
     }
 }
 
-/// Starts the call for SEGS[0] with `--parallel 4` as a child process.
-fn spawn_batch(fx: &Fixture) -> Child {
+/// Starts the call for `name` with `--parallel 4` as a child process.
+fn spawn_call(fx: &Fixture, name: &str) -> Child {
     Command::new(ARCHIVE)
         .args(["--repo", &fx.site.location])
         .args(fx.args(4).split(' '))
-        .arg(format!("pg_wal/{}", SEGS[0]))
-        .arg(SEGS[0])
+        .arg(format!("pg_wal/{name}"))
+        .arg(name)
         .current_dir(&fx.site.data)
         .envs(fx.site.env.iter().map(|(k, v)| (k, v)))
         .env_remove("UXWAL_REPO")
@@ -357,87 +428,363 @@ fn spawn_batch(fx: &Fixture) -> Child {
         .unwrap()
 }
 
-#[test]
-fn killed_in_the_middle_of_a_batch_the_next_calls_archive_everything() {
-    let fx = Fixture::local();
-    // One of the files pushed ahead is a FIFO: opening it blocks until a writer
-    // comes, which holds the batch open deterministically while the others finish.
-    let fifo = fx.site.wal(SEGS[3]);
+/// Replaces `name` in pg_wal with a FIFO: opening it blocks until a writer comes,
+/// which holds the worker's push of it open deterministically.
+fn make_fifo(fx: &Fixture, name: &str) -> PathBuf {
+    let fifo = fx.site.wal(name);
     fs::remove_file(&fifo).unwrap();
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let mut child = spawn_batch(&fx);
-    let spool = fx.spool.clone();
-    poll_until("the two regular files to be recorded", || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the batch ended before it was killed: {status}");
-        }
-        let recorded = fs::read_dir(&spool)
+    fifo
+}
+
+/// Polls until exactly `names` are recorded.
+fn until_recorded(fx: &Fixture, names: &[&str]) {
+    poll_until("the regular files to be recorded", || {
+        let recorded = fs::read_dir(&fx.spool)
             .ok()
             .and_then(|mut d| d.next())
             .map(|_| fx.recorded())
             .unwrap_or_default();
-        if recorded == [SEGS[1], SEGS[2]] {
+        if recorded == names {
             Ok(())
         } else {
             Err(format!("recorded {recorded:?}"))
         }
     });
-    child.kill().unwrap(); // SIGKILL, in the middle of the batch
-    child.wait().unwrap();
+}
+
+#[test]
+fn worker_killed_in_the_middle_of_a_push_the_next_calls_archive_everything() {
+    let fx = Fixture::local();
+    let fifo = make_fifo(&fx, SEGS[3]);
+    let r = fx.db_archive(SEGS[0], 4);
+    assert_eq!(
+        r.code, 0,
+        "the call does not wait for the worker: {}",
+        r.stderr
+    );
+    until_recorded(&fx, &[SEGS[1], SEGS[2], SEGS[4]]);
+    // The worker is stuck opening the FIFO: kill it in the middle of its push.
+    signal(fx.worker_pid(), "KILL");
+    fx.wait_worker();
     fs::remove_file(&fifo).unwrap();
     fx.site.write_wal(SEGS[3], &fx.original(SEGS[3]));
 
-    // The database retries the killed call, then goes on in its order.
-    for name in SEGS {
+    // The database goes on in its order: the file whose push was cut short is
+    // archived by its own call, the others are confirmed.
+    for name in &SEGS[1..] {
         let r = fx.db_archive(name, 4);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert_eq!(
+            stored_by_this_call(&r, name),
+            *name == SEGS[3],
+            "{name}: {}",
+            r.stderr
+        );
     }
+    fx.wait_worker();
     assert_all_archived(&fx, &SEGS);
     assert!(fx.site.staging_files().is_empty());
 }
 
-/// Freezes the S3 server and starts the batch for SEGS[0]; returns once the call
-/// is inside the batch (its spool directory exists only after the signal
-/// handlers are installed), every request it makes now hanging.
-fn start_batch_against_frozen_store(fx: &Fixture) -> Child {
-    fx.server().freeze();
-    let mut child = spawn_batch(fx);
-    let spool = fx.spool.clone();
-    poll_until("the batch to start", || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the batch ended early: {status}");
+#[test]
+fn the_call_for_a_file_the_worker_cannot_push_archives_it_itself() {
+    let fx = Fixture::local();
+    let fifo = make_fifo(&fx, SEGS[1]);
+    let r = fx.db_archive(SEGS[0], 4);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    until_recorded(&fx, &[SEGS[2], SEGS[3], SEGS[4]]);
+    // The call for SEGS[1] waits for the worker's push of it...
+    let (call, mut log) = spawn_logged_call(&fx, SEGS[1]);
+    log.until("waiting for that push");
+    // ...which fails once the FIFO opens: it is not a regular file. Opening it
+    // for writing lets the worker's open return.
+    // Kept open until the call is done, so that its own open of the FIFO returns too.
+    let writer = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let (status, stderr) = log.finish(call);
+    drop(writer);
+    fx.wait_worker();
+    // The call then archives it itself, through the normal path: a FIFO is refused.
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(fx.recorded().iter().all(|n| n != SEGS[1]));
+    fs::remove_file(&fifo).unwrap();
+    fx.site.write_wal(SEGS[1], &fx.original(SEGS[1]));
+    for name in &SEGS[1..] {
+        let r = fx.db_archive(name, 4);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+    }
+    fx.wait_worker();
+    assert_all_archived(&fx, &SEGS);
+}
+
+/// The standard error of a running call, line by line.
+struct CallLog {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl CallLog {
+    /// Waits (bounded) for a line containing `text`.
+    fn until(&mut self, text: &str) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no line with {text:?} ({e}); seen:\n{}", self.seen),
+            }
         }
-        let started = fs::read_dir(&spool).map(|d| d.count() > 0).unwrap_or(false);
-        started.then_some(()).ok_or_else(|| "no spool yet".into())
+    }
+
+    /// Waits for the call to exit; its status and whole standard error.
+    fn finish(mut self, mut call: Child) -> (std::process::ExitStatus, String) {
+        let status = call.wait().unwrap();
+        self.seen.extend(self.lines.iter().map(|l| l + "\n"));
+        (status, self.seen)
+    }
+}
+
+/// [`spawn_call`], its standard error read as it comes.
+fn spawn_logged_call(fx: &Fixture, name: &str) -> (Child, CallLog) {
+    use std::io::BufRead;
+    let mut call = spawn_call(fx, name);
+    let stderr = std::io::BufReader::new(call.stderr.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
     });
-    child
+    (
+        call,
+        CallLog {
+            lines,
+            seen: String::new(),
+        },
+    )
+}
+
+/// A TCP proxy in front of the S3 server that logs each HTTP request line and
+/// can hold requests whose line contains a given text (until released): a
+/// deterministic way to keep one upload in flight.
+struct Proxy {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    held: std::sync::Arc<(std::sync::Mutex<Option<String>>, std::sync::Condvar)>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            requests: Default::default(),
+            held: Default::default(),
+        };
+        let (requests, held) = (proxy.requests.clone(), proxy.held.clone());
+        // Ends with the test process; each connection's threads end with it.
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut client_r, mut server_w) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut server_r, mut client_w) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_r, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Write);
+                });
+                let (requests, held) = (requests.clone(), held.clone());
+                std::thread::spawn(move || {
+                    Self::forward(&mut client_r, &mut server_w, &requests, &held);
+                    let _ = server_w.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        proxy
+    }
+
+    fn forward(
+        from: &mut impl std::io::Read,
+        to: &mut impl std::io::Write,
+        requests: &std::sync::Mutex<Vec<String>>,
+        held: &(std::sync::Mutex<Option<String>>, std::sync::Condvar),
+    ) {
+        let mut tail: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            tail.extend_from_slice(&buf[..n]);
+            let mut lines: Vec<String> = Vec::new();
+            while let Some(end) = tail.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&tail[..end]).into_owned();
+                tail.drain(..end + 2);
+                let method = line.split(' ').next().unwrap_or("");
+                if ["GET", "PUT", "HEAD", "POST", "DELETE"].contains(&method)
+                    && line.ends_with(" HTTP/1.1")
+                {
+                    lines.push(line);
+                }
+            }
+            if tail.len() > 8192 {
+                tail.clear(); // a body: no request line to find in it
+            }
+            for line in &lines {
+                let (lock, released) = held;
+                let mut hold = lock.lock().unwrap();
+                while hold.as_deref().is_some_and(|h| line.contains(h)) {
+                    hold = released.wait(hold).unwrap();
+                }
+            }
+            requests.lock().unwrap().extend(lines);
+            if to.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Holds every request whose line contains `text` until [`Proxy::release`].
+    fn hold(&self, text: &str) {
+        *self.held.0.lock().unwrap() = Some(text.to_owned());
+    }
+
+    fn release(&self) {
+        *self.held.0.lock().unwrap() = None;
+        self.held.1.notify_all();
+    }
+
+    /// The request lines forwarded since the last call.
+    fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The S3 fixture, reached through a [`Proxy`].
+fn s3_behind_proxy() -> (Fixture, Proxy) {
+    let mut fx = Fixture::s3();
+    let proxy = Proxy::start(fx.server().port);
+    for (key, value) in fx.site.env.iter_mut() {
+        if key == "AWS_ENDPOINT_URL" {
+            *value = proxy.endpoint();
+        }
+    }
+    (fx, proxy)
+}
+
+#[test]
+fn the_call_for_a_file_being_pushed_waits_for_that_push_instead_of_uploading_again() {
+    let (fx, proxy) = s3_behind_proxy();
+    // The repository exists and has its identity (no worker: --parallel 1).
+    let r = fx.db_archive(SEGS[0], 1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    proxy.take_requests();
+
+    // The worker's upload of SEGS[2] hangs in the proxy, its lock held.
+    proxy.hold(&format!("{} HTTP", SEGS[2]));
+    let r = fx.db_archive(SEGS[1], 4);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(stored_by_this_call(&r, SEGS[1]), "{}", r.stderr);
+    until_recorded(&fx, &[SEGS[3], SEGS[4]]);
+    let (call, mut log) = spawn_logged_call(&fx, SEGS[2]);
+    log.until("waiting for that push");
+    proxy.release();
+    let (status, stderr) = log.finish(call);
+    fx.wait_worker();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let ran = Ran {
+        code: 0,
+        stdout: String::new(),
+        stderr: stderr.clone(),
+    };
+    assert!(confirmed_by_spool(&ran, SEGS[2]), "{stderr}");
+    assert!(!stored_by_this_call(&ran, SEGS[2]), "{stderr}");
+    assert!(!stderr.contains("identical content"), "{stderr}");
+
+    // Uploaded once: one PUT of each file; the worker checked the repository
+    // once for its run, not once per file (the call for SEGS[1] once, too; the
+    // confirmation reads the identity only).
+    let requests = proxy.take_requests();
+    let shown = requests.join("\n");
+    for name in &SEGS[1..] {
+        let puts = requests
+            .iter()
+            .filter(|l| l.starts_with("PUT ") && l.contains(name))
+            .count();
+        assert_eq!(puts, 1, "{name}:\n{shown}");
+    }
+    let count = |key: &str| {
+        requests
+            .iter()
+            .filter(|l| l.contains(&format!("/{key} HTTP")))
+            .count()
+    };
+    assert_eq!(count("FORMAT"), 2, "the call and the worker:\n{shown}");
+    assert_eq!(
+        count("IDENTITY"),
+        3,
+        "the call, the worker, the confirmation:\n{shown}"
+    );
+    for name in &SEGS[3..] {
+        let r = fx.db_archive(name, 4);
+        assert!(confirmed_by_spool(&r, name), "{name}: {}", r.stderr);
+    }
+    fx.wait_worker();
+    assert_all_archived(&fx, &SEGS);
+}
+
+/// Freezes the S3 server and starts the call for SEGS[0]; returns it once its
+/// worker runs, every request both make now hanging.
+fn start_against_frozen_store(fx: &Fixture) -> (Child, u32) {
+    fx.server().freeze();
+    let mut child = spawn_call(fx, SEGS[0]);
+    let worker = fx.worker_pid();
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("the call ended early: {status}");
+    }
+    (child, worker)
 }
 
 #[test]
 fn killed_while_the_store_hangs_the_next_calls_archive_everything() {
     let fx = Fixture::s3();
-    let mut child = start_batch_against_frozen_store(&fx);
+    let (mut child, worker) = start_against_frozen_store(&fx);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    signal(worker, "KILL");
+    fx.wait_worker();
     fx.server().thaw();
     assert!(fx.recorded().is_empty());
     for name in SEGS {
         let r = fx.db_archive(name, 4);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
     }
+    fx.wait_worker();
     assert_all_archived(&fx, &SEGS);
 }
 
 #[test]
-fn a_shutdown_signal_stops_the_batch_and_nothing_is_reported_archived() {
+fn a_shutdown_signal_stops_the_call_and_the_worker_and_nothing_is_reported_archived() {
     let fx = Fixture::s3();
-    let child = start_batch_against_frozen_store(&fx);
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    let (child, worker) = start_against_frozen_store(&fx);
+    // The worker stops on its own signal, even while its requests hang.
+    signal(worker, "TERM");
+    fx.wait_worker();
+    signal(child.id(), "TERM");
     fx.server().thaw();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -445,7 +792,7 @@ fn a_shutdown_signal_stops_the_batch_and_nothing_is_reported_archived() {
     assert!(stderr.contains("shutdown signal"), "{stderr}");
     assert!(stderr.contains(SEGS[0]), "{stderr}");
     assert!(fx.recorded().is_empty(), "nothing recorded: {stderr}");
-    for name in &SEGS[..4] {
+    for name in SEGS {
         assert_eq!(fx.restored(name), None, "{name} was not published");
     }
     // The database retries: everything is archived.
@@ -453,6 +800,7 @@ fn a_shutdown_signal_stops_the_batch_and_nothing_is_reported_archived() {
         let r = fx.db_archive(name, 4);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
     }
+    fx.wait_worker();
     assert_all_archived(&fx, &SEGS);
 }
 
@@ -476,7 +824,57 @@ fn entries_of_files_the_database_removed_are_dropped() {
     // The database recycles segment 2 (its call was lost, say): file and status go.
     fs::remove_file(fx.site.wal(SEGS[2])).unwrap();
     fs::remove_file(fx.status().join(format!("{}.ready", SEGS[2]))).unwrap();
+    let lock = |name: &str| fx.spool_dir().join(format!("{name}.lock"));
+    assert!(lock(SEGS[2]).exists());
     let r = fx.db_archive(SEGS[1], 4);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(fx.recorded(), [SEGS[3]], "{}", r.stderr);
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), [SEGS[3], SEGS[4]], "{}", r.stderr);
+    assert!(!lock(SEGS[2]).exists(), "its lock file went too");
+    assert!(lock(SEGS[3]).exists(), "the others stay claimed");
+}
+
+#[test]
+fn the_worker_ships_with_the_settings_of_the_call_that_started_it() {
+    let fx = Fixture::local();
+    let r = fx.site.archive(
+        SEGS[0],
+        &format!("{} --compress gzip --level 9", fx.args(4)),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), &SEGS[1..], "{}", r.stderr);
+    for name in SEGS {
+        let stored = fx.site.archived(name);
+        assert_eq!(stored.len(), 1, "{name}: {stored:?}");
+        let bytes = fs::read(&stored[0]).unwrap();
+        assert_eq!(bytes[..2], [0x1f, 0x8b], "{name} is stored as gzip");
+    }
+    assert_all_archived(&fx, &SEGS);
+}
+
+#[test]
+fn a_repository_spool_and_configuration_given_relative_to_the_data_directory_reach_the_worker() {
+    let mut fx = Fixture::local();
+    // The worker runs in the spool directory, not in the data directory.
+    fx.site.location = "../repo".into();
+    fs::write(
+        fx.site.dir.path().join("uxwal.toml"),
+        "compress = \"gzip\"\n",
+    )
+    .unwrap();
+    let r = fx.site.archive(
+        SEGS[0],
+        "--parallel 4 --spool-dir ../spool --config ../uxwal.toml --verbose",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("started a push-ahead worker"),
+        "{}",
+        r.stderr
+    );
+    fx.wait_worker();
+    assert_eq!(fx.recorded(), &SEGS[1..], "{}", r.stderr);
+    let stored = fs::read(&fx.site.archived(SEGS[1])[0]).unwrap();
+    assert_eq!(stored[..2], [0x1f, 0x8b], "the file's codec");
 }

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::Common;
+use super::{absolute, Common};
 use crate::archive;
 use crate::codec::Compression;
 use crate::config::ConfigFile;
 use crate::error::{Error, Result};
+use crate::repo::Repository;
 
 const ARCHIVE_EXIT: &str = "\
 Exit status:
@@ -38,16 +39,18 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
 
-    /// Ship up to N files per call: this one plus up to N-1 others the database has
-    /// marked ready (archive_status/*.ready), recorded in the spool so that their own
-    /// calls only confirm them (size, SHA-256, repository) [default: 1 when every
-    /// repository is a local directory, 4 when one is an object store].
+    /// Push ready files ahead: a background worker started by the call archives the
+    /// files the database has marked ready (archive_status/*.ready), up to N-1 at a
+    /// time, recorded in the spool so that their own calls only confirm them (size,
+    /// SHA-256, repository); 1 turns it off [default: 1 when every repository is a
+    /// local directory, 4 when one is an object store].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: Option<u16>,
 
     /// Spool root, outside the data directory [default: $TMPDIR/uxwal-UID]. Push-ahead
     /// keeps one entry of about 300 bytes per file pushed ahead, removed once confirmed
-    /// or once the database has removed the file.
+    /// or once the database has removed the file, and an empty lock file per file
+    /// pushed or archived, removed with the file.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
@@ -63,26 +66,111 @@ pub struct ArchiveCli {
 impl ArchiveCli {
     /// Combines the command line, environment and configuration file.
     pub fn settings(&self) -> Result<archive::Settings> {
-        let file = ConfigFile::load(self.common.config.as_deref())?;
-        let compression = self.compress.or(file.compress).unwrap_or(Compression::Zstd);
-        // A level from the file belongs to the file's codec; one from the command line to the chosen one.
-        let level = self
-            .level
-            .or(file.level)
-            .unwrap_or_else(|| compression.default_level());
-        if !compression.level_range().contains(&level) {
-            return Err(Error::Config(format!(
-                "level {level} is out of range for {compression} ({:?})",
-                compression.level_range()
-            )));
-        }
-        Ok(archive::Settings {
-            repos: file.repos(&self.common.repo)?,
-            store: file.store_options(self.common.deadline)?,
-            compression,
-            level,
-            parallel: self.parallel.map(usize::from).or(file.parallel),
-            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
-        })
+        settings(
+            &self.common,
+            self.compress,
+            self.level,
+            self.parallel,
+            self.spool_dir.as_deref(),
+        )
     }
+}
+
+/// The first argument that makes `uxwal-archive` the background push-ahead worker.
+pub const PUSH_AHEAD_WORKER_ARG: &str = "--push-ahead-worker";
+
+/// The background push-ahead worker of uxwal-archive (internal: started by uxwal-archive itself).
+// `uxwal-archive --push-ahead-worker [OPTIONS]` ([`crate::push_ahead`]) runs with the
+// options of the archive call that started it; people never type it, so no man page.
+#[derive(Debug, Parser)]
+#[command(bin_name = "uxwal-archive --push-ahead-worker", version = crate::VERSION_LINE)]
+pub struct PushAheadWorkerCli {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Compression: none, gzip or zstd.
+    #[arg(long, value_enum, value_name = "CODEC")]
+    pub compress: Option<Compression>,
+
+    /// Compression level.
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+
+    /// Files in flight: the worker pushes up to N-1 at a time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=64))]
+    pub parallel: u16,
+
+    /// Spool root.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// The WAL directory whose ready files to push (absolute).
+    #[arg(long, value_name = "DIR")]
+    pub wal_dir: PathBuf,
+
+    /// The worker lock descriptor inherited from the call that started it.
+    #[arg(long, value_name = "FD")]
+    pub lock_fd: Option<i32>,
+}
+
+impl PushAheadWorkerCli {
+    /// The worker's command line, when the program was started as the worker
+    /// (first argument [`PUSH_AHEAD_WORKER_ARG`]).
+    pub fn from_env() -> Option<Self> {
+        let mut args = std::env::args_os();
+        let program = args.next()?;
+        let mut rest = args.peekable();
+        if rest.peek()? != PUSH_AHEAD_WORKER_ARG {
+            return None;
+        }
+        rest.next();
+        Some(Self::parse_from(std::iter::once(program).chain(rest)))
+    }
+
+    pub fn settings(&self) -> Result<archive::Settings> {
+        settings(
+            &self.common,
+            self.compress,
+            self.level,
+            Some(self.parallel),
+            self.spool_dir.as_deref(),
+        )
+    }
+}
+
+/// The settings of an archive call (or of the worker it starts), options beating the file.
+fn settings(
+    common: &Common,
+    compress: Option<Compression>,
+    level: Option<i32>,
+    parallel: Option<u16>,
+    spool_dir: Option<&std::path::Path>,
+) -> Result<archive::Settings> {
+    let file = ConfigFile::load(common.config.as_deref())?;
+    let compression = compress.or(file.compress).unwrap_or(Compression::Zstd);
+    // A level from the file belongs to the file's codec; one from the command line to the chosen one.
+    let level = level
+        .or(file.level)
+        .unwrap_or_else(|| compression.default_level());
+    if !compression.level_range().contains(&level) {
+        return Err(Error::Config(format!(
+            "level {level} is out of range for {compression} ({:?})",
+            compression.level_range()
+        )));
+    }
+    Ok(archive::Settings {
+        // Absolute: the detached worker runs in the spool directory, and the
+        // call and the worker must name every place alike.
+        repos: file
+            .repos(&common.repo)?
+            .into_iter()
+            .map(Repository::absolute_location)
+            .collect(),
+        store: file.store_options(common.deadline)?,
+        compression,
+        level,
+        parallel: parallel.map(usize::from).or(file.parallel),
+        spool_dir: absolute(file.spool_dir(spool_dir)),
+        config_file: common.config.clone().map(absolute),
+    })
 }

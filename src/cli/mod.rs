@@ -7,7 +7,7 @@ mod cleanup;
 mod restore;
 mod verify;
 
-pub use archive::ArchiveCli;
+pub use archive::{ArchiveCli, PushAheadWorkerCli, PUSH_AHEAD_WORKER_ARG};
 pub use cleanup::CleanupCli;
 pub use restore::{PrefetchWorkerCli, RestoreCli, PREFETCH_WORKER_ARG};
 pub use verify::VerifyCli;
@@ -54,4 +54,10 @@ impl Common {
             _ => Verbosity::Normal,
         }
     }
+}
+
+/// `path` made absolute against the current directory (unchanged if that fails):
+/// the detached workers run in the spool directory.
+pub(crate) fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::Common;
+use super::{absolute, Common};
 use crate::config::ConfigFile;
 use crate::error::Result;
+use crate::repo::Repository;
 use crate::restore::{self, OnError};
 
 const RESTORE_EXIT: &str = "\
@@ -123,11 +124,17 @@ fn settings(
     file: &ConfigFile,
 ) -> Result<restore::Settings> {
     Ok(restore::Settings {
-        repos: file.repos(&common.repo)?,
+        // Absolute: the detached worker runs in the spool directory, and the
+        // call and the worker must name every place alike.
+        repos: file
+            .repos(&common.repo)?
+            .into_iter()
+            .map(Repository::absolute_location)
+            .collect(),
         store: file.store_options(common.deadline)?,
         prefetch: prefetch_depth(prefetch, file)?,
-        spool_dir: file.spool_dir(spool_dir),
-        config_file: common.config.clone(),
+        spool_dir: absolute(file.spool_dir(spool_dir)),
+        config_file: common.config.clone().map(absolute),
     })
 }
 

@@ -161,6 +161,21 @@ impl Repository {
         ))))
     }
 
+    /// `location` with a relative local path made absolute (against the current
+    /// directory); object storage URLs and absolute paths unchanged. For
+    /// locations handed to a detached worker, which runs elsewhere, and for
+    /// everything that compares or records locations (spool entries, spool
+    /// names), which must see the same string in the call and in the worker.
+    pub fn absolute_location(location: String) -> String {
+        if remote::Scheme::of(&location).is_some() || location.contains("://") {
+            return location;
+        }
+        match std::path::absolute(&location) {
+            Ok(path) => path.to_string_lossy().into_owned(),
+            Err(_) => location,
+        }
+    }
+
     pub fn with_backend(backend: Box<dyn Backend>) -> Self {
         Repository { backend }
     }

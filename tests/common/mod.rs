@@ -167,6 +167,35 @@ pub fn wait_for_prefetch_workers(spool_root: &Path, limit: std::time::Duration) 
     true
 }
 
+/// Waits until no `uxwal-archive` push-ahead worker runs for any WAL directory
+/// under `spool_root` (a blocking flock on each `archive-*/.worker.lock`, which a
+/// worker holds from before the call that started it returns until it exits; up
+/// to `limit` each). Returns false when one was still running at the limit.
+/// Never panics, so it can run in `Drop`.
+pub fn wait_for_push_ahead_worker(spool_root: &Path, limit: std::time::Duration) -> bool {
+    for entry in fs::read_dir(spool_root).into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("archive-") {
+            continue;
+        }
+        let Ok(lock) = fs::File::options()
+            .read(true)
+            .write(true)
+            .open(entry.path().join(".worker.lock"))
+        else {
+            continue;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The blocking lock runs on a thread of its own so that the wait is bounded.
+        std::thread::spawn(move || {
+            let _ = tx.send(lock.lock().is_ok());
+        });
+        if rx.recv_timeout(limit) != Ok(true) {
+            return false;
+        }
+    }
+    true
+}
+
 impl Drop for Site {
     /// Waits for the prefetch workers that restores of this site started, under
     /// the default spool root (see [`Site::sh`]) and under `spool/`.
