@@ -80,3 +80,77 @@ pub fn adopt_lock(path: &Path, fd: RawFd) -> io::Result<File> {
     // and nothing else in this process owns it: it was inherited for this purpose.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
+
+/// How often a worker's main thread looks at the stop flag while its work runs.
+pub const STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs a worker's `work` on a thread of its own and returns its result, or
+/// `stopped` as soon as a shutdown signal arrives: the main thread returns, and
+/// with it the process ends, even while the work waits on the storage. (The
+/// workers publish only whole files by rename, so nothing is left half done.)
+/// `what` names the worker in the error of a thread that ended without a result.
+pub fn run_until_stopped<T: Send + 'static>(
+    what: &str,
+    stopped: T,
+    work: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> crate::error::Result<T> {
+    crate::signals::install();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        if crate::signals::stop_requested() {
+            return Ok(stopped);
+        }
+        match rx.recv_timeout(STOP_CHECK) {
+            Ok(outcome) => return outcome,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(crate::error::Error::Config(format!("{what} thread ended")))
+            }
+        }
+    }
+}
+
+/// A worker's exit status, which nobody but a test looks at (its output goes to
+/// /dev/null): success unless it failed.
+pub fn exit_status<T: std::fmt::Debug>(
+    what: &str,
+    outcome: crate::error::Result<T>,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(o) => {
+            tracing::debug!("{what}: {o:?}");
+            std::process::ExitCode::from(crate::exit::SUCCESS)
+        }
+        Err(e) => {
+            tracing::error!("{what}: {e}");
+            std::process::ExitCode::from(crate::exit::FAILURE)
+        }
+    }
+}
+
+/// The settings every worker gets from its call, appended to `cmd`: the spool
+/// root, the storage deadline (cut to the command line's range), the
+/// repositories and the configuration file, all as the call resolved them
+/// (absolute), and `--quiet`, since nobody reads its output.
+pub fn pass_common_settings(
+    cmd: &mut Command,
+    spool_dir: &Path,
+    deadline: std::time::Duration,
+    repos: &[String],
+    config_file: Option<&Path>,
+) {
+    cmd.arg("--spool-dir")
+        .arg(spool_dir)
+        .arg("--deadline")
+        .arg(deadline.as_secs().clamp(1, 3600).to_string())
+        .arg("--quiet");
+    for repo in repos {
+        cmd.arg("--repo").arg(repo);
+    }
+    if let Some(config) = config_file {
+        cmd.arg("--config").arg(config);
+    }
+}

@@ -61,7 +61,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
@@ -70,7 +69,6 @@ use crate::cli::PREFETCH_WORKER_ARG;
 use crate::codec::{self, ReadError, Trailer};
 use crate::durable::{self, StagedFile};
 use crate::error::{Error, Result};
-use crate::exit;
 use crate::repo::{Identity, Repository};
 use crate::restore::Settings;
 use crate::signals;
@@ -94,8 +92,6 @@ const WANT_FILE: &str = "want";
 const WORKER_LOCK: &str = ".worker.lock";
 /// Where entries are written before they are renamed into place.
 const STAGING_DIR: &str = "tmp";
-/// How often the worker's main thread looks at the stop flag while fetches run.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// The spool directory of one archive identity.
 #[derive(Debug, Clone)]
@@ -362,19 +358,14 @@ impl Spool {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg(PREFETCH_WORKER_ARG)
             .arg("--prefetch")
-            .arg(self.depth.to_string())
-            .arg("--spool-dir")
-            .arg(&settings.spool_dir)
-            .arg("--deadline")
-            // The command line's range; a longer deadline from the file is cut to it.
-            .arg(settings.store.deadline.as_secs().clamp(1, 3600).to_string())
-            .arg("--quiet");
-        for repo in &settings.repos {
-            cmd.arg("--repo").arg(repo);
-        }
-        if let Some(config) = &settings.config_file {
-            cmd.arg("--config").arg(config);
-        }
+            .arg(self.depth.to_string());
+        crate::detach::pass_common_settings(
+            &mut cmd,
+            &settings.spool_dir,
+            settings.store.deadline,
+            &settings.repos,
+            settings.config_file.as_deref(),
+        );
         // Out of the data directory, in a session of its own (see crate::detach).
         crate::detach::spawn_with_lock(cmd, &lock, &self.dir)?;
         Ok(true)
@@ -487,7 +478,6 @@ pub enum WorkerOutcome {
 /// `lock_fd` is the worker lock inherited from the call that started it; without
 /// it (run by hand or by a test) the worker takes the lock itself.
 pub fn run_worker(settings: &Settings, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
-    signals::install();
     let depth = settings.prefetch_depth();
     let Some(location) = settings.repos.first() else {
         return Ok(WorkerOutcome::Idle);
@@ -495,42 +485,17 @@ pub fn run_worker(settings: &Settings, lock_fd: Option<RawFd>) -> Result<WorkerO
     if depth == 0 {
         return Ok(WorkerOutcome::Idle);
     }
-    let (tx, rx) = mpsc::channel();
     let settings = settings.clone();
     let location = location.clone();
-    // The work runs on its own thread so that a signal is answered at once even
-    // while a fetch waits on the storage: the main thread returns, and with it the
-    // process ends; what a fetch had written is a staging file, never an entry.
-    std::thread::spawn(move || {
-        let _ = tx.send(work(&settings, &location, lock_fd));
-    });
-    loop {
-        if signals::stop_requested() {
-            return Ok(WorkerOutcome::Stopped);
-        }
-        match rx.recv_timeout(STOP_CHECK) {
-            Ok(outcome) => return outcome,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::Config("prefetch worker thread ended".into()))
-            }
-        }
-    }
+    // What a fetch cut short had written is a staging file, never an entry.
+    crate::detach::run_until_stopped("prefetch worker", WorkerOutcome::Stopped, move || {
+        work(&settings, &location, lock_fd)
+    })
 }
 
-/// The worker's exit status, which nobody but a test looks at (its output goes
-/// to /dev/null): [`exit::SUCCESS`] unless it failed.
+/// The worker's exit status (see [`crate::detach::exit_status`]).
 pub fn worker_exit(outcome: Result<WorkerOutcome>) -> std::process::ExitCode {
-    match outcome {
-        Ok(o) => {
-            tracing::debug!("prefetch worker: {o:?}");
-            std::process::ExitCode::from(exit::SUCCESS)
-        }
-        Err(e) => {
-            tracing::error!("prefetch worker: {e}");
-            std::process::ExitCode::from(exit::FAILURE)
-        }
-    }
+    crate::detach::exit_status("prefetch worker", outcome)
 }
 
 fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
@@ -663,7 +628,7 @@ impl PositionWatch {
                 revents: 0,
             };
             // Woken by an event, else at least every STOP_CHECK to see a signal.
-            let ms = left.min(STOP_CHECK).as_millis().max(1) as libc::c_int;
+            let ms = left.min(crate::detach::STOP_CHECK).as_millis().max(1) as libc::c_int;
             // SAFETY: one valid pollfd.
             if unsafe { libc::poll(&mut pfd, 1, ms) } < 0
                 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted

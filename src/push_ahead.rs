@@ -79,7 +79,7 @@ use crate::durable::{self, StagedFile};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::wal_name::WalName;
-use crate::{detach, exit, signals, spool};
+use crate::{detach, signals, spool};
 
 /// Suffix of a spool entry: `<name>.pushed`.
 const ENTRY_SUFFIX: &str = ".pushed";
@@ -91,8 +91,6 @@ const WORKER_LOCK: &str = ".worker.lock";
 const STAGING_DIR: &str = "tmp";
 /// Largest spool entry read; anything bigger is not one of ours.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
-/// How often a thread waiting on a lock or on the work looks at the stop flag.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Archives `wal_path` as `name` and makes sure a push-ahead worker runs (see the
 /// module documentation).
@@ -156,45 +154,18 @@ pub fn run_worker(
     wal_dir: &Path,
     lock_fd: Option<RawFd>,
 ) -> Result<WorkerOutcome> {
-    signals::install();
-    let (tx, rx) = mpsc::channel();
     let settings = settings.clone();
     let wal_dir = wal_dir.to_path_buf();
-    // The work runs on its own thread so that a signal is answered at once even
-    // while an upload waits on the storage: the main thread returns, and with it
-    // the process ends, before anything in flight is published or recorded (a
-    // publish is atomic: an object is whole or absent, and one published without
-    // an entry is found and compared by its own call).
-    std::thread::spawn(move || {
-        let _ = tx.send(work(&settings, &wal_dir, lock_fd));
-    });
-    loop {
-        if signals::stop_requested() {
-            return Ok(WorkerOutcome::Stopped);
-        }
-        match rx.recv_timeout(STOP_CHECK) {
-            Ok(outcome) => return outcome,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::Config("push-ahead worker thread ended".into()))
-            }
-        }
-    }
+    // A publish is atomic: an object is whole or absent, and one published
+    // without an entry is found and compared by its own call.
+    detach::run_until_stopped("push-ahead worker", WorkerOutcome::Stopped, move || {
+        work(&settings, &wal_dir, lock_fd)
+    })
 }
 
-/// The worker's exit status, which nobody but a test looks at (its output goes
-/// to /dev/null): [`exit::SUCCESS`] unless it failed.
+/// The worker's exit status (see [`detach::exit_status`]).
 pub fn worker_exit(outcome: Result<WorkerOutcome>) -> std::process::ExitCode {
-    match outcome {
-        Ok(o) => {
-            tracing::debug!("push-ahead worker: {o:?}");
-            std::process::ExitCode::from(exit::SUCCESS)
-        }
-        Err(e) => {
-            tracing::error!("push-ahead worker: {e}");
-            std::process::ExitCode::from(exit::FAILURE)
-        }
-    }
+    detach::exit_status("push-ahead worker", outcome)
 }
 
 fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
@@ -498,7 +469,7 @@ impl Spool {
                 );
                 return None;
             }
-            match rx.recv_timeout(left.min(STOP_CHECK)) {
+            match rx.recv_timeout(left.min(detach::STOP_CHECK)) {
                 Ok(Ok(lock)) => return Some(lock),
                 Ok(Err(e)) => {
                     tracing::warn!("{name}: cannot take its push-ahead lock: {e}");
@@ -536,21 +507,16 @@ impl Spool {
             .arg(&self.wal_dir)
             .arg("--parallel")
             .arg(parallel.to_string())
-            .arg("--spool-dir")
-            .arg(&settings.spool_dir)
             // `--option=value`: a value is never read as an option.
             .arg(format!("--compress={}", settings.compression))
-            .arg(format!("--level={}", settings.level))
-            .arg("--deadline")
-            // The command line's range; a longer deadline from the file is cut to it.
-            .arg(settings.store.deadline.as_secs().clamp(1, 3600).to_string())
-            .arg("--quiet");
-        for repo in &settings.repos {
-            cmd.arg("--repo").arg(repo);
-        }
-        if let Some(config) = &settings.config_file {
-            cmd.arg("--config").arg(config);
-        }
+            .arg(format!("--level={}", settings.level));
+        detach::pass_common_settings(
+            &mut cmd,
+            &settings.spool_dir,
+            settings.store.deadline,
+            &settings.repos,
+            settings.config_file.as_deref(),
+        );
         detach::spawn_with_lock(cmd, &lock, &self.dir)?;
         Ok(true)
     }

@@ -4,12 +4,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{absolute, Common};
+use super::{absolute, absolute_repos, Common};
 use crate::archive;
 use crate::codec::Compression;
 use crate::config::ConfigFile;
 use crate::error::{Error, Result};
-use crate::repo::Repository;
 
 const ARCHIVE_EXIT: &str = "\
 Exit status:
@@ -117,14 +116,7 @@ impl PushAheadWorkerCli {
     /// The worker's command line, when the program was started as the worker
     /// (first argument [`PUSH_AHEAD_WORKER_ARG`]).
     pub fn from_env() -> Option<Self> {
-        let mut args = std::env::args_os();
-        let program = args.next()?;
-        let mut rest = args.peekable();
-        if rest.peek()? != PUSH_AHEAD_WORKER_ARG {
-            return None;
-        }
-        rest.next();
-        Some(Self::parse_from(std::iter::once(program).chain(rest)))
+        super::worker_args(PUSH_AHEAD_WORKER_ARG).map(Self::parse_from)
     }
 
     pub fn settings(&self) -> Result<archive::Settings> {
@@ -159,13 +151,7 @@ fn settings(
         )));
     }
     Ok(archive::Settings {
-        // Absolute: the detached worker runs in the spool directory, and the
-        // call and the worker must name every place alike.
-        repos: file
-            .repos(&common.repo)?
-            .into_iter()
-            .map(Repository::absolute_location)
-            .collect(),
+        repos: absolute_repos(common, &file)?,
         store: file.store_options(common.deadline)?,
         compression,
         level,

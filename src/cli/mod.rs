@@ -61,3 +61,31 @@ impl Common {
 pub(crate) fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
+
+/// The command line after `marker` when the program was started with `marker` as
+/// its first argument (a hidden worker mode), with the program name in front;
+/// `None` otherwise.
+pub(crate) fn worker_args(marker: &str) -> Option<Vec<std::ffi::OsString>> {
+    let mut args = std::env::args_os();
+    let program = args.next()?;
+    let mut rest = args.peekable();
+    if rest.peek()? != marker {
+        return None;
+    }
+    rest.next();
+    Some(std::iter::once(program).chain(rest).collect())
+}
+
+/// The repositories of `common` and `file`, local paths made absolute (see
+/// [`crate::repo::Repository::absolute_location`]): the detached workers run in
+/// the spool directory, and a call and its worker must name every place alike.
+pub(crate) fn absolute_repos(
+    common: &Common,
+    file: &crate::config::ConfigFile,
+) -> crate::error::Result<Vec<String>> {
+    Ok(file
+        .repos(&common.repo)?
+        .into_iter()
+        .map(crate::repo::Repository::absolute_location)
+        .collect())
+}

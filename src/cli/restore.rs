@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{absolute, Common};
+use super::{absolute, absolute_repos, Common};
 use crate::config::ConfigFile;
 use crate::error::Result;
-use crate::repo::Repository;
 use crate::restore::{self, OnError};
 
 const RESTORE_EXIT: &str = "\
@@ -86,14 +85,7 @@ impl PrefetchWorkerCli {
     /// The worker's command line, when the program was started as the worker
     /// (first argument [`PREFETCH_WORKER_ARG`]).
     pub fn from_env() -> Option<Self> {
-        let mut args = std::env::args_os();
-        let program = args.next()?;
-        let mut rest = args.peekable();
-        if rest.peek()? != PREFETCH_WORKER_ARG {
-            return None;
-        }
-        rest.next();
-        Some(Self::parse_from(std::iter::once(program).chain(rest)))
+        super::worker_args(PREFETCH_WORKER_ARG).map(Self::parse_from)
     }
 
     pub fn settings(&self, file: &ConfigFile) -> Result<restore::Settings> {
@@ -124,13 +116,7 @@ fn settings(
     file: &ConfigFile,
 ) -> Result<restore::Settings> {
     Ok(restore::Settings {
-        // Absolute: the detached worker runs in the spool directory, and the
-        // call and the worker must name every place alike.
-        repos: file
-            .repos(&common.repo)?
-            .into_iter()
-            .map(Repository::absolute_location)
-            .collect(),
+        repos: absolute_repos(common, file)?,
         store: file.store_options(common.deadline)?,
         prefetch: prefetch_depth(prefetch, file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
