@@ -14,7 +14,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -152,5 +152,34 @@ pub fn pass_common_settings(
     }
     if let Some(config) = config_file {
         cmd.arg("--config").arg(config);
+    }
+}
+
+/// Opens a lock file (mode 0600, never through a symbolic link): with
+/// `create_new`, only when it does not exist yet (a claim); otherwise creating it
+/// if needed.
+pub fn open_lock(path: &Path, create_new: bool) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options
+        .read(true)
+        .write(true)
+        .mode(crate::durable::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(false);
+    }
+    options.open(path)
+}
+
+/// The worker lock at `path`, taken without waiting; `None` when a running
+/// worker holds it.
+pub fn try_worker_lock(path: &Path) -> io::Result<Option<File>> {
+    let lock = open_lock(path, false)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }

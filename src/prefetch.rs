@@ -53,11 +53,11 @@
 //!   of a complete file ([`crate::durable::StagedFile`]), so a stopped or killed
 //!   worker leaves staging files at most, which the next writer removes.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -349,12 +349,9 @@ impl Spool {
     /// until the worker exits the lock is held: whoever waits for the lock waits
     /// for the worker.
     pub fn start_worker(&self, settings: &Settings) -> io::Result<bool> {
-        let lock = open_lock(&self.dir)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
+        let Some(lock) = crate::detach::try_worker_lock(&self.dir.join(WORKER_LOCK))? else {
+            return Ok(false);
+        };
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg(PREFETCH_WORKER_ARG)
             .arg("--prefetch")
@@ -389,9 +386,6 @@ struct Mapped {
 impl Mapped {
     fn new(file: &File, len: u64) -> io::Result<Mapped> {
         let len = usize::try_from(len).map_err(io::Error::other)?;
-        if len == 0 {
-            return Err(io::Error::other("cannot map an empty file"));
-        }
         // SAFETY: a fresh read-only private mapping of an open file; the kernel
         // chooses the address. MAP_POPULATE reads it in at once instead of page
         // fault by page fault.
@@ -449,17 +443,6 @@ fn parse_entry_trailer(b: &[u8; ENTRY_TRAILER_LEN]) -> Option<Trailer> {
     })
 }
 
-fn open_lock(dir: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(durable::FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(WORKER_LOCK))
-}
-
 /// How the worker run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerOutcome {
@@ -515,15 +498,15 @@ fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<W
     )?;
     let lock_error = |e: io::Error| Error::Config(format!("prefetch worker lock: {e}"));
     let lock = match lock_fd {
-        Some(fd) => adopt_lock(&spool.dir, fd).map_err(lock_error)?,
-        None => {
-            let lock = open_lock(&spool.dir).map_err(lock_error)?;
-            match lock.try_lock() {
-                Ok(()) => lock,
-                Err(std::fs::TryLockError::WouldBlock) => return Ok(WorkerOutcome::AlreadyRunning),
-                Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
-            }
+        Some(fd) => {
+            crate::detach::adopt_lock(&spool.dir.join(WORKER_LOCK), fd).map_err(lock_error)?
         }
+        None => match crate::detach::try_worker_lock(&spool.dir.join(WORKER_LOCK))
+            .map_err(lock_error)?
+        {
+            Some(lock) => lock,
+            None => return Ok(WorkerOutcome::AlreadyRunning),
+        },
     };
     // Watched from before the first look at the position, so that no move of it
     // is missed. Without a watch (no inotify) the worker does not linger.
@@ -655,12 +638,6 @@ impl PositionWatch {
             }
         }
     }
-}
-
-/// Takes ownership of the inherited lock descriptor after checking that it is
-/// this spool's lock file (a number on a command line is not proof).
-fn adopt_lock(dir: &Path, fd: RawFd) -> io::Result<File> {
-    crate::detach::adopt_lock(&dir.join(WORKER_LOCK), fd)
 }
 
 /// Fetches the missing segments of the window after the wanted position, up to

@@ -59,10 +59,9 @@
 //! stored whole or not at all; one stored whole without an entry is found and
 //! compared by its own call).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::RawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,7 +74,7 @@ use sha2::{Digest, Sha256};
 use crate::archive::{self, ArchiveOutcome, CheckedRepos, Settings, Shipped};
 use crate::cli::PUSH_AHEAD_WORKER_ARG;
 use crate::codec::hex;
-use crate::durable::{self, StagedFile};
+use crate::durable::StagedFile;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::wal_name::WalName;
@@ -426,7 +425,7 @@ impl Spool {
     /// Claims `name` for the worker: creates its lock file, which must not exist
     /// yet, and locks it. `None`: claimed by someone else.
     fn claim_new(&self, name: &WalName) -> Option<File> {
-        let lock = open_lock(&self.lock_path(name), true).ok()?;
+        let lock = detach::open_lock(&self.lock_path(name), true).ok()?;
         // A call that opened the new file first archives the file itself.
         lock.try_lock().ok()?;
         Some(lock)
@@ -437,7 +436,7 @@ impl Spool {
     /// then archives the file anyway (a second upload of the same content is
     /// found identical, never stored twice).
     fn claim_waiting(&self, name: &WalName, limit: Duration) -> Option<File> {
-        let lock = match open_lock(&self.lock_path(name), false) {
+        let lock = match detach::open_lock(&self.lock_path(name), false) {
             Ok(lock) => lock,
             Err(e) => {
                 tracing::warn!("{name}: cannot open its push-ahead lock: {e}");
@@ -484,12 +483,7 @@ impl Spool {
 
     /// The worker lock, taken; `None` when a worker holds it.
     fn try_worker_lock(&self) -> io::Result<Option<File>> {
-        let lock = open_lock(&self.dir.join(WORKER_LOCK), false)?;
-        match lock.try_lock() {
-            Ok(()) => Ok(Some(lock)),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e),
-        }
+        detach::try_worker_lock(&self.dir.join(WORKER_LOCK))
     }
 
     /// Starts a detached worker unless one is running. The lock is taken here and
@@ -570,7 +564,7 @@ impl Spool {
                 continue;
             }
             if is_lock {
-                let Ok(lock) = open_lock(&entry.path(), false) else {
+                let Ok(lock) = detach::open_lock(&entry.path(), false) else {
                     continue;
                 };
                 if lock.try_lock().is_err() {
@@ -698,22 +692,6 @@ fn check_repositories(
         }
         Ok(())
     })
-}
-
-/// Opens a lock file in the spool (creating it; with `new`, only if it does not exist).
-fn open_lock(path: &Path, new: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .mode(durable::FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-    if new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(false);
-    }
-    options.open(path)
 }
 
 /// Reads an entry file; `None` when there is none.

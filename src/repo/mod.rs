@@ -167,7 +167,8 @@ impl Repository {
     /// everything that compares or records locations (spool entries, spool
     /// names), which must see the same string in the call and in the worker.
     pub fn absolute_location(location: String) -> String {
-        if remote::Scheme::of(&location).is_some() || location.contains("://") {
+        // Every URL, object storage and file:// alike, has a scheme.
+        if location.contains("://") {
             return location;
         }
         match std::path::absolute(&location) {
