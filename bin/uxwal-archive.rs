@@ -2,20 +2,20 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use uxwal::cli::{ArchiveCli, PushAheadWorkerCli};
+use uxwal::cli::{worker, ArchiveCli, PushAheadWorkerCli};
 
 fn main() -> ExitCode {
     if let Some(worker) = PushAheadWorkerCli::from_env() {
         uxwal::logging::init("uxwal-archive", worker.common.verbosity());
         let outcome = worker
-            .settings()
-            .and_then(|s| uxwal::push_ahead::run_worker(&s, &worker.wal_dir, worker.lock_fd));
-        return uxwal::push_ahead::worker_exit(outcome);
+            .job()
+            .and_then(|job| uxwal::background::push_ahead::run_worker(&job, worker.lock_fd));
+        return uxwal::exit::worker("push-ahead worker", outcome);
     }
     let cli = ArchiveCli::parse();
     uxwal::logging::init("uxwal-archive", cli.common.verbosity());
-    let outcome = cli
-        .settings()
-        .and_then(|s| uxwal::archive::run(&cli.wal_path, &cli.wal_name, &s));
+    let outcome = cli.settings().and_then(|s| {
+        uxwal::commands::archive::run(&cli.wal_path, &cli.wal_name, &s, worker::args)
+    });
     uxwal::exit::archive(outcome, &cli.wal_name)
 }

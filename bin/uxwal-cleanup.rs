@@ -10,6 +10,6 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     uxwal::exit::cleanup(
         cli.settings()
-            .and_then(|s| uxwal::cleanup::run(&s, &mut stdout.lock())),
+            .and_then(|s| uxwal::commands::cleanup::run(&s, &mut stdout.lock())),
     )
 }

@@ -9,6 +9,6 @@ fn main() -> ExitCode {
     uxwal::logging::init("uxwal-verify", cli.common.verbosity());
     uxwal::exit::verify(
         cli.settings()
-            .and_then(|s| uxwal::verify::run_and_print(&s)),
+            .and_then(|s| uxwal::commands::verify::run_and_print(&s)),
     )
 }

@@ -12,11 +12,11 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::background::spool;
 use crate::codec::Compression;
+use crate::commands::restore::OnError;
 use crate::error::{Error, Result};
 use crate::repo::remote::{self, Scheme, StoreOptions};
-use crate::restore::OnError;
-use crate::spool;
 
 /// Read when no `--config` is given and the file exists.
 pub const DEFAULT_PATH: &str = "/etc/uxwal/uxwal.toml";

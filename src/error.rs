@@ -9,8 +9,8 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::codec::CodecError;
-use crate::wal_header::HeaderError;
-use crate::wal_name::InvalidWalName;
+use crate::wal::header::HeaderError;
+use crate::wal::name::InvalidWalName;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -100,6 +100,11 @@ pub enum Error {
 
     #[error("configuration: {0}")]
     Config(String),
+
+    /// Something uxwal itself got wrong or could not set up (a thread that ended
+    /// without a result, a worker lock); not the input's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -7,9 +7,9 @@
 
 use std::process::ExitCode;
 
-use crate::archive::ArchiveOutcome;
+use crate::commands::archive::ArchiveOutcome;
+use crate::commands::restore::{ErrorPolicy, RestoreOutcome};
 use crate::error::{Error, Result};
-use crate::restore::{ErrorPolicy, RestoreOutcome};
 
 /// Archived (or already archived with identical content); restored.
 pub const SUCCESS: u8 = 0;
@@ -77,9 +77,12 @@ pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy, wal_name: &
 /// touched), [`FAILURE`] when listing, reading or some removal failed, else
 /// [`SUCCESS`]. The database only logs a WARNING for a nonzero exit.
 pub fn cleanup(
-    outcome: std::result::Result<crate::cleanup::Report, crate::cleanup::CleanupError>,
+    outcome: std::result::Result<
+        crate::commands::cleanup::Report,
+        crate::commands::cleanup::CleanupError,
+    >,
 ) -> ExitCode {
-    use crate::cleanup::CleanupError;
+    use crate::commands::cleanup::CleanupError;
     match outcome {
         Ok(report) if report.failed == 0 => ExitCode::from(SUCCESS),
         Ok(report) => {
@@ -105,7 +108,10 @@ pub fn cleanup(
 /// wrong, [`FAILURE`] when a problem was found (the report names each), [`USAGE`]
 /// when it could not run (bad command line, or the repository cannot be read).
 pub fn verify(
-    outcome: std::result::Result<crate::verify::report::Report, crate::verify::VerifyError>,
+    outcome: std::result::Result<
+        crate::commands::verify::report::Report,
+        crate::commands::verify::VerifyError,
+    >,
 ) -> ExitCode {
     match outcome {
         Ok(report) if report.ok => ExitCode::from(SUCCESS),
@@ -113,6 +119,22 @@ pub fn verify(
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(USAGE)
+        }
+    }
+}
+
+/// A background worker's exit status, which nobody but a test looks at (its
+/// output goes to /dev/null): [`SUCCESS`] unless it failed. `what` names the
+/// worker in the log line.
+pub fn worker<T: std::fmt::Debug>(what: &str, outcome: Result<T>) -> ExitCode {
+    match outcome {
+        Ok(o) => {
+            tracing::debug!("{what}: {o:?}");
+            ExitCode::from(SUCCESS)
+        }
+        Err(e) => {
+            tracing::error!("{what}: {e}");
+            ExitCode::from(FAILURE)
         }
     }
 }

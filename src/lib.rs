@@ -1,32 +1,31 @@
 //! uxwal keeps a database's write-ahead log safe: durable, verified archiving and
 //! restoring of WAL files for UXDB and PostgreSQL.
 //!
-//! The data path of `uxwal-archive` is: segment file -> [`wal_name`] and
-//! [`wal_header`] validation -> hash and compress in one streaming pass
+//! The data path of `uxwal-archive` is: segment file -> [`wal::name`] and
+//! [`wal::header`] validation -> hash and compress in one streaming pass
 //! ([`codec`]) -> put-if-absent into the [`repo::Repository`] (local writes only
 //! through [`durable`]) -> confirm. `uxwal-restore` runs it backwards and checks
 //! the recorded SHA-256 before anything appears at the destination.
 //! Exit codes, the contract with the database, live in [`exit`].
 
-pub mod archive;
-pub mod cleanup;
+// The edge: command lines, configuration, logging and exit codes.
 pub mod cli;
-pub mod codec;
 pub mod config;
-pub mod detach;
-pub mod durable;
-pub mod error;
 pub mod exit;
 pub mod logging;
-pub mod prefetch;
-pub mod push_ahead;
+
+// What each command decides, and the two layers it uses.
+pub mod background;
+pub mod commands;
+pub mod pipeline;
+
+// The core: used by every layer above, using none of them.
+pub mod codec;
+pub mod durable;
+pub mod error;
 pub mod repo;
-pub mod restore;
 pub mod signals;
-pub mod spool;
-pub mod verify;
-pub mod wal_header;
-pub mod wal_name;
+pub mod wal;
 
 pub use error::{Error, Result};
 

@@ -350,7 +350,7 @@ fn repo_wal(case: &Case) -> Vec<String> {
     case.files
         .iter()
         .map(|f| f.trim_end_matches(".gz").to_string())
-        .filter(|f| f.parse::<uxwal::wal_name::WalName>().is_ok())
+        .filter(|f| f.parse::<uxwal::wal::name::WalName>().is_ok())
         .collect()
 }
 

@@ -232,7 +232,7 @@ fn readme_documents_every_environment_variable() {
     for var in [
         "UXWAL_REPO",
         "UXWAL_CONFIG",
-        uxwal::prefetch::LINGER_ENV,
+        uxwal::background::prefetch::LINGER_ENV,
         "AWS_",
         "AZURE_",
         "GOOGLE_",

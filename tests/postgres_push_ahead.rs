@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::pg::{chown_to_postgres, files_in_repo, pg_tempdir, Cluster, InitOptions};
 use common::servers::S3;
-use uxwal::wal_name::{SegmentName, WalName};
+use uxwal::wal::name::{SegmentName, WalName};
 
 const SEGMENT_SIZE: u64 = 1 << 20;
 

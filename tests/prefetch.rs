@@ -21,9 +21,9 @@ use common::pg::{poll_until, Cluster, Recovery, RestoreOptions};
 use common::servers::S3;
 use common::{segment, Ran, Site, MIB, RESTORE, SYSID};
 use sha2::{Digest, Sha256};
-use uxwal::prefetch::Spool;
+use uxwal::background::prefetch::Spool;
 use uxwal::repo::Identity;
-use uxwal::wal_name::SegmentName;
+use uxwal::wal::name::SegmentName;
 
 fn seg(n: u64) -> String {
     seg_on(1, n)
@@ -146,7 +146,7 @@ fn names(numbers: std::ops::RangeInclusive<u64>) -> Vec<String> {
 /// by a trailer with its SHA-256 and size, which must be right.
 fn decoded(path: &Path) -> Vec<u8> {
     let mut bytes = fs::read(path).unwrap();
-    let trailer = bytes.split_off(bytes.len() - uxwal::prefetch::ENTRY_TRAILER_LEN);
+    let trailer = bytes.split_off(bytes.len() - uxwal::background::prefetch::ENTRY_TRAILER_LEN);
     assert_eq!(&trailer[..8], b"UXWALSPL", "{}", path.display());
     assert_eq!(
         &trailer[8..40],

@@ -19,13 +19,13 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Starts `cmd` detached (see the module documentation) in `cwd`, handing it the
-/// locked `lock` as `--lock-fd FD`. The child is not waited for: it outlives this
-/// process and is reaped by init.
-pub fn spawn_with_lock(mut cmd: Command, lock: &File, cwd: &Path) -> io::Result<()> {
+/// Starts this program with `args` detached (see the module documentation) in
+/// `cwd`, handing it the locked `lock` (whose descriptor number `args` names).
+/// The child is not waited for: it outlives this process and is reaped by init.
+pub fn spawn_with_lock(args: Vec<std::ffi::OsString>, lock: &File, cwd: &Path) -> io::Result<()> {
     let fd = lock.as_raw_fd();
-    cmd.arg("--lock-fd")
-        .arg(fd.to_string())
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -107,51 +107,11 @@ pub fn run_until_stopped<T: Send + 'static>(
             Ok(outcome) => return outcome,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(crate::error::Error::Config(format!("{what} thread ended")))
+                return Err(crate::error::Error::Internal(format!(
+                    "{what} thread ended without a result"
+                )))
             }
         }
-    }
-}
-
-/// A worker's exit status, which nobody but a test looks at (its output goes to
-/// /dev/null): success unless it failed.
-pub fn exit_status<T: std::fmt::Debug>(
-    what: &str,
-    outcome: crate::error::Result<T>,
-) -> std::process::ExitCode {
-    match outcome {
-        Ok(o) => {
-            tracing::debug!("{what}: {o:?}");
-            std::process::ExitCode::from(crate::exit::SUCCESS)
-        }
-        Err(e) => {
-            tracing::error!("{what}: {e}");
-            std::process::ExitCode::from(crate::exit::FAILURE)
-        }
-    }
-}
-
-/// The settings every worker gets from its call, appended to `cmd`: the spool
-/// root, the storage deadline (cut to the command line's range), the
-/// repositories and the configuration file, all as the call resolved them
-/// (absolute), and `--quiet`, since nobody reads its output.
-pub fn pass_common_settings(
-    cmd: &mut Command,
-    spool_dir: &Path,
-    deadline: std::time::Duration,
-    repos: &[String],
-    config_file: Option<&Path>,
-) {
-    cmd.arg("--spool-dir")
-        .arg(spool_dir)
-        .arg("--deadline")
-        .arg(deadline.as_secs().clamp(1, 3600).to_string())
-        .arg("--quiet");
-    for repo in repos {
-        cmd.arg("--repo").arg(repo);
-    }
-    if let Some(config) = config_file {
-        cmd.arg("--config").arg(config);
     }
 }
 

@@ -49,7 +49,7 @@
 //!   (N ≤ 64: about 1.1 GiB with 16 MiB segments). Losing
 //!   the spool loses nothing: the archive is never changed.
 //! - **Clean stop.** The worker turns SIGTERM/SIGINT/SIGHUP into a stop
-//!   ([`crate::signals`]). Entries appear under their final name only by a rename
+//!   ([`signals`]). Entries appear under their final name only by a rename
 //!   of a complete file ([`crate::durable::StagedFile`]), so a stopped or killed
 //!   worker leaves staging files at most, which the next writer removes.
 
@@ -59,22 +59,20 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
 
-use crate::cli::PREFETCH_WORKER_ARG;
+use super::{detach, spool, Launcher, WorkerJob};
 use crate::codec::{self, ReadError, Trailer};
 use crate::durable::{self, StagedFile};
 use crate::error::{Error, Result};
+use crate::repo::remote::StoreOptions;
 use crate::repo::{Identity, Repository};
-use crate::restore::Settings;
 use crate::signals;
-use crate::spool;
-use crate::wal_header::LongPageHeader;
-use crate::wal_name::{SegmentName, WalName};
+use crate::wal::header::LongPageHeader;
+use crate::wal::name::{SegmentName, WalName};
 
 /// Segments the worker fetches at the same time (one repository client each:
 /// storage clients are not shared between threads).
@@ -85,6 +83,20 @@ pub const STALE_AFTER: Duration = Duration::from_secs(3600);
 /// `--prefetch` when neither the command line nor the file says: object storage
 /// pays a round trip per file, a local directory does not.
 pub const DEFAULT_DEPTH_OBJECT_STORE: usize = 8;
+
+/// What a prefetch worker runs with: the settings of the restore that started it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The repository to fetch from (the restore's first).
+    pub location: String,
+    pub store: StoreOptions,
+    /// Segments to keep fetched after the wanted position (`--prefetch`).
+    pub depth: usize,
+    /// The spool root.
+    pub spool_dir: PathBuf,
+    /// The configuration file the restore was given, handed on to the worker.
+    pub config_file: Option<PathBuf>,
+}
 
 /// The file naming the last segment restored (the position the worker fetches after).
 const WANT_FILE: &str = "want";
@@ -348,23 +360,13 @@ impl Spool {
     /// handed to the worker (an inherited descriptor), so from this call's return
     /// until the worker exits the lock is held: whoever waits for the lock waits
     /// for the worker.
-    pub fn start_worker(&self, settings: &Settings) -> io::Result<bool> {
-        let Some(lock) = crate::detach::try_worker_lock(&self.dir.join(WORKER_LOCK))? else {
+    pub fn start_worker(&self, job: &Job, launch: Launcher) -> io::Result<bool> {
+        let Some(lock) = detach::try_worker_lock(&self.dir.join(WORKER_LOCK))? else {
             return Ok(false);
         };
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg(PREFETCH_WORKER_ARG)
-            .arg("--prefetch")
-            .arg(self.depth.to_string());
-        crate::detach::pass_common_settings(
-            &mut cmd,
-            &settings.spool_dir,
-            settings.store.deadline,
-            &settings.repos,
-            settings.config_file.as_deref(),
-        );
-        // Out of the data directory, in a session of its own (see crate::detach).
-        crate::detach::spawn_with_lock(cmd, &lock, &self.dir)?;
+        // Out of the data directory, in a session of its own (see super::detach).
+        let args = launch(&WorkerJob::Prefetch(job), lock.as_raw_fd());
+        detach::spawn_with_lock(args, &lock, &self.dir)?;
         Ok(true)
     }
 }
@@ -460,50 +462,32 @@ pub enum WorkerOutcome {
 /// after the wanted position, again while the position moves, then exits.
 /// `lock_fd` is the worker lock inherited from the call that started it; without
 /// it (run by hand or by a test) the worker takes the lock itself.
-pub fn run_worker(settings: &Settings, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
-    let depth = settings.prefetch_depth();
-    let Some(location) = settings.repos.first() else {
-        return Ok(WorkerOutcome::Idle);
-    };
-    if depth == 0 {
+pub fn run_worker(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
+    if job.location.is_empty() || job.depth == 0 {
         return Ok(WorkerOutcome::Idle);
     }
-    let settings = settings.clone();
-    let location = location.clone();
+    let job = job.clone();
     // What a fetch cut short had written is a staging file, never an entry.
-    crate::detach::run_until_stopped("prefetch worker", WorkerOutcome::Stopped, move || {
-        work(&settings, &location, lock_fd)
+    detach::run_until_stopped("prefetch worker", WorkerOutcome::Stopped, move || {
+        work(&job, lock_fd)
     })
 }
 
-/// The worker's exit status (see [`crate::detach::exit_status`]).
-pub fn worker_exit(outcome: Result<WorkerOutcome>) -> std::process::ExitCode {
-    crate::detach::exit_status("prefetch worker", outcome)
-}
-
-fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
-    let repo = Repository::open_with(location, &settings.store)?;
+fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
+    let location = job.location.as_str();
+    let repo = Repository::open_with(location, &job.store)?;
     let Some(identity) = repo.identity()? else {
         return Ok(WorkerOutcome::Idle);
     };
     drop(repo);
-    if let Err(e) = Spool::remember_identity(&settings.spool_dir, location, &identity) {
+    if let Err(e) = Spool::remember_identity(&job.spool_dir, location, &identity) {
         tracing::debug!("cannot remember the archive identity: {e}");
     }
-    let spool = Spool::open(
-        &settings.spool_dir,
-        location,
-        identity,
-        settings.prefetch_depth(),
-    )?;
-    let lock_error = |e: io::Error| Error::Config(format!("prefetch worker lock: {e}"));
+    let spool = Spool::open(&job.spool_dir, location, identity, job.depth)?;
+    let lock_error = |e: io::Error| Error::Internal(format!("prefetch worker lock: {e}"));
     let lock = match lock_fd {
-        Some(fd) => {
-            crate::detach::adopt_lock(&spool.dir.join(WORKER_LOCK), fd).map_err(lock_error)?
-        }
-        None => match crate::detach::try_worker_lock(&spool.dir.join(WORKER_LOCK))
-            .map_err(lock_error)?
-        {
+        Some(fd) => detach::adopt_lock(&spool.dir.join(WORKER_LOCK), fd).map_err(lock_error)?,
+        None => match detach::try_worker_lock(&spool.dir.join(WORKER_LOCK)).map_err(lock_error)? {
             Some(lock) => lock,
             None => return Ok(WorkerOutcome::AlreadyRunning),
         },
@@ -522,7 +506,7 @@ fn work(settings: &Settings, location: &str, lock_fd: Option<RawFd>) -> Result<W
             return Ok(WorkerOutcome::Idle);
         };
         spool.remove_stale(want);
-        if fill_window(&spool, settings, location, &mut end)? == WorkerOutcome::Stopped {
+        if fill_window(&spool, job, &mut end)? == WorkerOutcome::Stopped {
             return Ok(WorkerOutcome::Stopped);
         }
         if spool.want() != Some(want) {
@@ -611,7 +595,7 @@ impl PositionWatch {
                 revents: 0,
             };
             // Woken by an event, else at least every STOP_CHECK to see a signal.
-            let ms = left.min(crate::detach::STOP_CHECK).as_millis().max(1) as libc::c_int;
+            let ms = left.min(detach::STOP_CHECK).as_millis().max(1) as libc::c_int;
             // SAFETY: one valid pollfd.
             if unsafe { libc::poll(&mut pfd, 1, ms) } < 0
                 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
@@ -647,12 +631,7 @@ impl PositionWatch {
 /// Nothing at or after a segment the archive lacks is fetched (the archive ends
 /// there for now; `end` records it for the next rounds, and a later worker looks
 /// again). Returns when no fetcher finds anything left to do.
-fn fill_window(
-    spool: &Spool,
-    settings: &Settings,
-    location: &str,
-    end: &mut Option<SegmentName>,
-) -> Result<WorkerOutcome> {
+fn fill_window(spool: &Spool, job: &Job, end: &mut Option<SegmentName>) -> Result<WorkerOutcome> {
     let picker = std::sync::Mutex::new(Picker {
         in_flight: Default::default(),
         end: *end,
@@ -668,7 +647,7 @@ fn fill_window(
                 let Some(segment) = lock(&picker).next(spool) else {
                     return;
                 };
-                let fetched = fetch_one(spool, settings, location, segment);
+                let fetched = fetch_one(spool, job, segment);
                 let mut picker = lock(&picker);
                 picker.in_flight.remove(&segment);
                 match fetched {
@@ -763,14 +742,9 @@ impl<W: Write> Write for StopOnSignal<W> {
 }
 
 /// Copies the stored object of `segment` into the spool. `Ok(false)`: not in the archive.
-fn fetch_one(
-    spool: &Spool,
-    settings: &Settings,
-    location: &str,
-    segment: SegmentName,
-) -> Result<bool> {
+fn fetch_one(spool: &Spool, job: &Job, segment: SegmentName) -> Result<bool> {
     // A repository per fetch: its deadline (`--deadline`) bounds this fetch alone.
-    let repo = Repository::open_with(location, &settings.store)?;
+    let repo = Repository::open_with(&job.location, &job.store)?;
     let name = WalName::Segment(segment);
     let key = Repository::key(&name);
     let Some(mut obj) = repo.get(&key)? else {

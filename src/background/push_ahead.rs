@@ -5,12 +5,12 @@
 //! PostgreSQL's archiver is serial: it calls `archive_command` for one file and
 //! waits. Against an object store most of that time is round trips. So the call
 //! for `F` makes sure a detached worker runs (a hidden mode of the same binary,
-//! started through [`crate::detach`], one per WAL directory, holding the worker
+//! started through [`super::detach`], one per WAL directory, holding the worker
 //! lock for as long as it runs) and returns with `F`'s own result; it never waits
 //! for the worker, except for a push of `F` itself already under way. The worker
 //! archives the files named by `archive_status/*.ready` in the database's order
 //! (`.history` first, then by name), each through exactly the same path as `F`
-//! ([`archive::archive_file_checked`]: page header, identity, refuse-to-overwrite,
+//! ([`ship::archive_file_checked`]: page header, identity, refuse-to-overwrite,
 //! durability), each thread with its own repositories. It checks the
 //! repositories' format and identity once per run, so a file it pushes costs one
 //! request, its upload; every segment's page header is still checked against that
@@ -61,9 +61,8 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,14 +70,30 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::archive::{self, ArchiveOutcome, CheckedRepos, Settings, Shipped};
-use crate::cli::PUSH_AHEAD_WORKER_ARG;
+use super::{detach, spool, Launcher, WorkerJob};
 use crate::codec::hex;
 use crate::durable::StagedFile;
 use crate::error::{Error, Result};
+use crate::pipeline::ship::{self, ArchiveOutcome, CheckedRepos, Shipped};
 use crate::repo::Repository;
-use crate::wal_name::WalName;
-use crate::{detach, signals, spool};
+use crate::signals;
+use crate::wal::name::WalName;
+
+/// What an archive call with push-ahead, and the worker it starts, run with.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// How every file is shipped.
+    pub ship: ship::Settings,
+    /// Files in flight (`--parallel`, at least 2): the worker pushes up to
+    /// `parallel - 1` at a time.
+    pub parallel: usize,
+    /// The spool root.
+    pub spool_dir: PathBuf,
+    /// The WAL directory whose ready files the worker pushes (absolute).
+    pub wal_dir: PathBuf,
+    /// The configuration file the call was given, handed on to the worker.
+    pub config_file: Option<PathBuf>,
+}
 
 /// Suffix of a spool entry: `<name>.pushed`.
 const ENTRY_SUFFIX: &str = ".pushed";
@@ -93,24 +108,17 @@ const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 
 /// Archives `wal_path` as `name` and makes sure a push-ahead worker runs (see the
 /// module documentation).
-pub fn run(
-    wal_path: &Path,
-    name: &WalName,
-    settings: &Settings,
-    parallel: usize,
-) -> Result<ArchiveOutcome> {
+/// `job.wal_dir` is the directory of `wal_path`, made absolute.
+pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Result<ArchiveOutcome> {
     signals::install();
-    let wal_dir = match wal_path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let spool = match Spool::open(&settings.spool_dir, wal_dir) {
+    let settings = &job.ship;
+    let spool = match Spool::open(&job.spool_dir, &job.wal_dir) {
         Ok(spool) => spool,
         Err(e) => {
             // Push-ahead only saves time: without a spool, archive this file alone.
             tracing::warn!("{name}: not pushing ahead: {e}");
-            let repos = archive::open_repos(settings)?;
-            return archive::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome);
+            let repos = ship::open_repos(settings)?;
+            return ship::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome);
         }
     };
     spool.remove_stale();
@@ -119,18 +127,18 @@ pub fn run(
     // Started before this file is done, so that the two overlap; and only when
     // there is work for it (a file made ready later comes with its own call).
     if spool.has_unclaimed() {
-        match spool.start_worker(settings, parallel) {
+        match spool.start_worker(job, launch) {
             Ok(true) => tracing::debug!("started a push-ahead worker"),
             Ok(false) => {}
             Err(e) => tracing::warn!("{name}: cannot start the push-ahead worker: {e}"),
         }
     }
-    let repos = archive::open_repos(settings)?;
+    let repos = ship::open_repos(settings)?;
     if spool.confirms(name, wal_path, &repos, settings) {
         tracing::debug!("{name} is already archived by push-ahead (confirmed)");
         return Ok(ArchiveOutcome::AlreadyArchived);
     }
-    archive::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome)
+    ship::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome)
 }
 
 /// How a worker run ended.
@@ -148,28 +156,19 @@ pub enum WorkerOutcome {
 /// the ready files of `wal_dir` until none is left, then exits. `lock_fd` is the
 /// worker lock inherited from the call that started it; without it (run by hand
 /// or by a test) the worker takes the lock itself.
-pub fn run_worker(
-    settings: &Settings,
-    wal_dir: &Path,
-    lock_fd: Option<RawFd>,
-) -> Result<WorkerOutcome> {
-    let settings = settings.clone();
-    let wal_dir = wal_dir.to_path_buf();
+pub fn run_worker(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
+    let job = job.clone();
     // A publish is atomic: an object is whole or absent, and one published
     // without an entry is found and compared by its own call.
     detach::run_until_stopped("push-ahead worker", WorkerOutcome::Stopped, move || {
-        work(&settings, &wal_dir, lock_fd)
+        work(&job, lock_fd)
     })
 }
 
-/// The worker's exit status (see [`detach::exit_status`]).
-pub fn worker_exit(outcome: Result<WorkerOutcome>) -> std::process::ExitCode {
-    detach::exit_status("push-ahead worker", outcome)
-}
-
-fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
-    let spool = Spool::open(&settings.spool_dir, wal_dir)?;
-    let lock_error = |e: io::Error| Error::Config(format!("push-ahead worker lock: {e}"));
+fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
+    let settings = &job.ship;
+    let spool = Spool::open(&job.spool_dir, &job.wal_dir)?;
+    let lock_error = |e: io::Error| Error::Internal(format!("push-ahead worker lock: {e}"));
     let lock = match lock_fd {
         Some(fd) => detach::adopt_lock(&spool.dir.join(WORKER_LOCK), fd).map_err(lock_error)?,
         None => match spool.try_worker_lock().map_err(lock_error)? {
@@ -177,11 +176,11 @@ fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<W
             None => return Ok(WorkerOutcome::AlreadyRunning),
         },
     };
-    let threads = settings.parallel.unwrap_or(2).saturating_sub(1).max(1);
+    let threads = job.parallel.saturating_sub(1).max(1);
     // Checked once per run, before the first push; a repository that has no
     // identity yet (a new one) gets it from the first segment stored there,
     // and every later file uses it (see `push_one`).
-    let checked = Mutex::new(CheckedRepos::check(&archive::open_repos(settings)?)?);
+    let checked = Mutex::new(CheckedRepos::check(&ship::open_repos(settings)?)?);
     loop {
         let claimed = push_ready(&spool, settings, &checked, threads);
         if signals::stop_requested() {
@@ -204,7 +203,7 @@ fn work(settings: &Settings, wal_dir: &Path, lock_fd: Option<RawFd>) -> Result<W
 /// database's order. Returns how many this round claimed.
 fn push_ready(
     spool: &Spool,
-    settings: &Settings,
+    settings: &ship::Settings,
     checked: &Mutex<CheckedRepos>,
     threads: usize,
 ) -> usize {
@@ -234,12 +233,17 @@ fn push_ready(
 }
 
 /// Archives one file ahead of its own call and records it; failures are warnings.
-fn push_one(spool: &Spool, name: &WalName, settings: &Settings, checked: &Mutex<CheckedRepos>) {
+fn push_one(
+    spool: &Spool,
+    name: &WalName,
+    settings: &ship::Settings,
+    checked: &Mutex<CheckedRepos>,
+) {
     let path = spool.wal_dir.join(name.to_string());
     let known = checked.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Repositories of its own: their deadline (`--deadline`) bounds this file alone.
-    let shipped = archive::open_repos(settings).and_then(|repos| {
-        let shipped = archive::archive_file_checked(&repos, &path, name, settings, Some(&known))?;
+    let shipped = ship::open_repos(settings).and_then(|repos| {
+        let shipped = ship::archive_file_checked(&repos, &path, name, settings, Some(&known))?;
         checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -326,7 +330,7 @@ impl PushedEntry {
         name: &WalName,
         shipped: &Shipped,
         repos: &[Repository],
-        settings: &Settings,
+        settings: &ship::Settings,
     ) -> Result<Self> {
         let mut records = Vec::with_capacity(repos.len());
         for (i, repo) in repos.iter().enumerate() {
@@ -489,29 +493,13 @@ impl Spool {
     /// Starts a detached worker unless one is running. The lock is taken here and
     /// handed to the worker, so from this call's return until the worker exits
     /// the lock is held: whoever waits for the lock waits for the worker.
-    fn start_worker(&self, settings: &Settings, parallel: usize) -> io::Result<bool> {
+    fn start_worker(&self, job: &Job, launch: Launcher) -> io::Result<bool> {
         let Some(lock) = self.try_worker_lock()? else {
             return Ok(false);
         };
-        // (Every path in the settings is absolute: the worker runs in the spool
-        // directory.)
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg(PUSH_AHEAD_WORKER_ARG)
-            .arg("--wal-dir")
-            .arg(&self.wal_dir)
-            .arg("--parallel")
-            .arg(parallel.to_string())
-            // `--option=value`: a value is never read as an option.
-            .arg(format!("--compress={}", settings.compression))
-            .arg(format!("--level={}", settings.level));
-        detach::pass_common_settings(
-            &mut cmd,
-            &settings.spool_dir,
-            settings.store.deadline,
-            &settings.repos,
-            settings.config_file.as_deref(),
-        );
-        detach::spawn_with_lock(cmd, &lock, &self.dir)?;
+        // (Every path in the job is absolute: the worker runs in the spool directory.)
+        let args = launch(&WorkerJob::PushAhead(job), lock.as_raw_fd());
+        detach::spawn_with_lock(args, &lock, &self.dir)?;
         Ok(true)
     }
 
@@ -583,7 +571,7 @@ impl Spool {
         name: &WalName,
         wal_path: &Path,
         repos: &[Repository],
-        settings: &Settings,
+        settings: &ship::Settings,
     ) -> bool {
         let text = match read_entry(&self.entry_path(name)) {
             Ok(None) => return false,
@@ -615,7 +603,7 @@ fn check_entry(
     name: &WalName,
     wal_path: &Path,
     repos: &[Repository],
-    settings: &Settings,
+    settings: &ship::Settings,
 ) -> std::result::Result<(), String> {
     let locations: Vec<&str> = entry.repos.iter().map(|r| r.location.as_str()).collect();
     if locations
@@ -650,7 +638,7 @@ fn check_repositories(
     entry: &PushedEntry,
     name: &WalName,
     repos: &[Repository],
-    settings: &Settings,
+    settings: &ship::Settings,
 ) -> std::result::Result<(), String> {
     let key = Repository::key(name);
     std::thread::scope(|scope| {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::{absolute, absolute_repos, Common};
-use crate::archive;
 use crate::codec::Compression;
+use crate::commands::archive;
 use crate::config::ConfigFile;
 use crate::error::{Error, Result};
+use crate::pipeline::ship;
 
 const ARCHIVE_EXIT: &str = "\
 Exit status:
@@ -75,63 +76,8 @@ impl ArchiveCli {
     }
 }
 
-/// The first argument that makes `uxwal-archive` the background push-ahead worker.
-pub const PUSH_AHEAD_WORKER_ARG: &str = "--push-ahead-worker";
-
-/// The background push-ahead worker of uxwal-archive (internal: started by uxwal-archive itself).
-// `uxwal-archive --push-ahead-worker [OPTIONS]` ([`crate::push_ahead`]) runs with the
-// options of the archive call that started it; people never type it, so no man page.
-#[derive(Debug, Parser)]
-#[command(bin_name = "uxwal-archive --push-ahead-worker", version = crate::VERSION_LINE)]
-pub struct PushAheadWorkerCli {
-    #[command(flatten)]
-    pub common: Common,
-
-    /// Compression: none, gzip or zstd.
-    #[arg(long, value_enum, value_name = "CODEC")]
-    pub compress: Option<Compression>,
-
-    /// Compression level.
-    #[arg(long, value_name = "N")]
-    pub level: Option<i32>,
-
-    /// Files in flight: the worker pushes up to N-1 at a time.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=64))]
-    pub parallel: u16,
-
-    /// Spool root.
-    #[arg(long, value_name = "DIR")]
-    pub spool_dir: Option<PathBuf>,
-
-    /// The WAL directory whose ready files to push (absolute).
-    #[arg(long, value_name = "DIR")]
-    pub wal_dir: PathBuf,
-
-    /// The worker lock descriptor inherited from the call that started it.
-    #[arg(long, value_name = "FD")]
-    pub lock_fd: Option<i32>,
-}
-
-impl PushAheadWorkerCli {
-    /// The worker's command line, when the program was started as the worker
-    /// (first argument [`PUSH_AHEAD_WORKER_ARG`]).
-    pub fn from_env() -> Option<Self> {
-        super::worker_args(PUSH_AHEAD_WORKER_ARG).map(Self::parse_from)
-    }
-
-    pub fn settings(&self) -> Result<archive::Settings> {
-        settings(
-            &self.common,
-            self.compress,
-            self.level,
-            Some(self.parallel),
-            self.spool_dir.as_deref(),
-        )
-    }
-}
-
 /// The settings of an archive call (or of the worker it starts), options beating the file.
-fn settings(
+pub(super) fn settings(
     common: &Common,
     compress: Option<Compression>,
     level: Option<i32>,
@@ -151,10 +97,12 @@ fn settings(
         )));
     }
     Ok(archive::Settings {
-        repos: absolute_repos(common, &file)?,
-        store: file.store_options(common.deadline)?,
-        compression,
-        level,
+        ship: ship::Settings {
+            repos: absolute_repos(common, &file)?,
+            store: file.store_options(common.deadline)?,
+            compression,
+            level,
+        },
         parallel: parallel.map(usize::from).or(file.parallel),
         spool_dir: absolute(file.spool_dir(spool_dir)),
         config_file: common.config.clone().map(absolute),

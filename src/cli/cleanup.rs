@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::Common;
-use crate::cleanup::{self, CleanupError, Target};
+use crate::commands::cleanup::{self, CleanupError, Target};
 use crate::config::ConfigFile;
 
 const CLEANUP_EXIT: &str = "\

@@ -6,11 +6,13 @@ mod archive;
 mod cleanup;
 mod restore;
 mod verify;
+pub mod worker;
 
-pub use archive::{ArchiveCli, PushAheadWorkerCli, PUSH_AHEAD_WORKER_ARG};
+pub use archive::ArchiveCli;
 pub use cleanup::CleanupCli;
-pub use restore::{PrefetchWorkerCli, RestoreCli, PREFETCH_WORKER_ARG};
+pub use restore::RestoreCli;
 pub use verify::VerifyCli;
+pub use worker::{PrefetchWorkerCli, PushAheadWorkerCli};
 
 use std::path::PathBuf;
 
@@ -60,20 +62,6 @@ impl Common {
 /// the detached workers run in the spool directory.
 pub(crate) fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
-}
-
-/// The command line after `marker` when the program was started with `marker` as
-/// its first argument (a hidden worker mode), with the program name in front;
-/// `None` otherwise.
-pub(crate) fn worker_args(marker: &str) -> Option<Vec<std::ffi::OsString>> {
-    let mut args = std::env::args_os();
-    let program = args.next()?;
-    let mut rest = args.peekable();
-    if rest.peek()? != marker {
-        return None;
-    }
-    rest.next();
-    Some(std::iter::once(program).chain(rest).collect())
 }
 
 /// The repositories of `common` and `file`, local paths made absolute (see

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::{absolute, absolute_repos, Common};
+use crate::commands::restore::{self, OnError};
 use crate::config::ConfigFile;
 use crate::error::Result;
-use crate::restore::{self, OnError};
 
 const RESTORE_EXIT: &str = "\
 Exit status:
@@ -56,43 +56,6 @@ pub struct RestoreCli {
     pub dest_path: PathBuf,
 }
 
-/// The first argument that makes `uxwal-restore` the background prefetch worker.
-pub const PREFETCH_WORKER_ARG: &str = "--prefetch-worker";
-
-/// The background prefetch worker of uxwal-restore (internal: started by uxwal-restore itself).
-// `uxwal-restore --prefetch-worker [OPTIONS]` ([`crate::prefetch`]) runs with the
-// options of the restore that started it; people never type it, so no man page.
-#[derive(Debug, Parser)]
-#[command(bin_name = "uxwal-restore --prefetch-worker", version = crate::VERSION_LINE)]
-pub struct PrefetchWorkerCli {
-    #[command(flatten)]
-    pub common: Common,
-
-    /// Segments to keep fetched after the last restored one.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
-    pub prefetch: Option<u16>,
-
-    /// Spool root.
-    #[arg(long, value_name = "DIR")]
-    pub spool_dir: Option<PathBuf>,
-
-    /// The worker lock descriptor inherited from the restore that started it.
-    #[arg(long, value_name = "FD")]
-    pub lock_fd: Option<i32>,
-}
-
-impl PrefetchWorkerCli {
-    /// The worker's command line, when the program was started as the worker
-    /// (first argument [`PREFETCH_WORKER_ARG`]).
-    pub fn from_env() -> Option<Self> {
-        super::worker_args(PREFETCH_WORKER_ARG).map(Self::parse_from)
-    }
-
-    pub fn settings(&self, file: &ConfigFile) -> Result<restore::Settings> {
-        settings(&self.common, self.prefetch, self.spool_dir.as_deref(), file)
-    }
-}
-
 impl RestoreCli {
     /// The error policy, known even when the rest of the configuration is broken.
     pub fn policy(&self, file: Option<&ConfigFile>) -> restore::ErrorPolicy {
@@ -109,7 +72,7 @@ impl RestoreCli {
 }
 
 /// The settings of a restore (or of the worker it starts), options beating the file.
-fn settings(
+pub(super) fn settings(
     common: &Common,
     prefetch: Option<u16>,
     spool_dir: Option<&std::path::Path>,

@@ -3,10 +3,10 @@
 use clap::Parser;
 
 use super::Common;
+use crate::commands::verify::{self, BackupSelector, Scope, VerifyError};
 use crate::config::ConfigFile;
 use crate::error::Result;
-use crate::verify::{self, BackupSelector, Scope, VerifyError};
-use crate::wal_name::{SegmentName, WalName};
+use crate::wal::name::{SegmentName, WalName};
 
 const VERIFY_EXIT: &str = "\
 Exit status:

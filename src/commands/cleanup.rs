@@ -39,7 +39,7 @@ use crate::codec::{self, ReadError};
 use crate::error::Error;
 use crate::repo::remote::StoreOptions;
 use crate::repo::{Entry, Repository};
-use crate::wal_name::WalName;
+use crate::wal::name::WalName;
 
 /// Files removed per call to the storage: S3's bulk delete takes at most 1000
 /// keys, and a local batch fsyncs each directory once.

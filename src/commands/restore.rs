@@ -13,19 +13,19 @@
 //! With `--prefetch N` (the default for object storage) a segment may come from
 //! the local spool that a background worker filled ahead of the database; it is
 //! verified the same way first, and any doubt about it means a direct fetch
-//! ([`crate::prefetch`]).
+//! ([`crate::background::prefetch`]).
 
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::Duration;
 
-use crate::codec::{self, ReadError};
-use crate::durable;
-use crate::error::{Error, Result};
-use crate::prefetch::{self, Spool};
+use crate::background::prefetch::{self, Spool};
+use crate::background::Launcher;
+use crate::error::Result;
+use crate::pipeline::fetch;
+pub use crate::pipeline::fetch::{ErrorPolicy, RestoreOutcome};
 use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::Repository;
-use crate::wal_name::{is_valid_segment_size, SegmentName, WalName};
+use crate::wal::name::{SegmentName, WalName};
 
 /// `--on-error`: what an error other than "not found" does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -37,13 +37,6 @@ pub enum OnError {
     /// Retry briefly, then exit 200 so the database stops recovery.
     Abort,
     /// Exit 1 at once, as for a missing file (the database tries again later).
-    Missing,
-}
-
-/// The resolved policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorPolicy {
-    Abort,
     Missing,
 }
 
@@ -90,19 +83,18 @@ impl Settings {
             },
         )
     }
-}
 
-/// What restoring did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreOutcome {
-    /// The verified file is at the destination.
-    Restored,
-    /// The archive does not hold the file; nothing was written.
-    NotInArchive,
+    /// What a prefetch worker started by this restore runs with.
+    pub fn prefetch_job(&self) -> prefetch::Job {
+        prefetch::Job {
+            location: self.repos.first().cloned().unwrap_or_default(),
+            store: self.store.clone(),
+            depth: self.prefetch_depth(),
+            spool_dir: self.spool_dir.clone(),
+            config_file: self.config_file.clone(),
+        }
+    }
 }
-
-/// Pauses between attempts under [`ErrorPolicy::Abort`]: brief, because the database waits.
-const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(1000)];
 
 /// Restores `wal_name` to `dest` from the first repository that has it, retrying
 /// transient errors when the policy is to abort. When no repository has it and
@@ -116,16 +108,17 @@ pub fn run(
     dest: &Path,
     settings: &Settings,
     policy: ErrorPolicy,
+    launch: Launcher,
 ) -> Result<RestoreOutcome> {
     let name: WalName = wal_name.parse()?;
     let WalName::Segment(segment) = name else {
-        return restore_from_repos(&name, dest, settings, policy);
+        return fetch::fetch(&settings.repos, &settings.store, &name, dest, policy);
     };
     let Some(spool) = open_spool(settings) else {
-        return restore_from_repos(&name, dest, settings, policy);
+        return fetch::fetch(&settings.repos, &settings.store, &name, dest, policy);
     };
     if spool.take(segment, dest) {
-        prefetch_after(&spool, segment, settings);
+        prefetch_after(&spool, segment, settings, launch);
         return Ok(RestoreOutcome::Restored);
     }
     // Not spooled. At a new position (the first call of a recovery, a jump to
@@ -134,21 +127,21 @@ pub fn run(
     // (a standby polling for one not archived yet), it does not start again.
     let started = spool.want() != Some(segment);
     if started {
-        prefetch_after(&spool, segment, settings);
+        prefetch_after(&spool, segment, settings, launch);
     }
-    let outcome = restore_from_repos(&name, dest, settings, policy)?;
+    let outcome = fetch::fetch(&settings.repos, &settings.store, &name, dest, policy)?;
     if outcome == RestoreOutcome::Restored && !started {
-        prefetch_after(&spool, segment, settings);
+        prefetch_after(&spool, segment, settings, launch);
     }
     Ok(outcome)
 }
 
 /// Records `segment` as the wanted position and starts a worker for what follows.
 /// Prefetch only saves time: its failures are notes, never a failed restore.
-fn prefetch_after(spool: &Spool, segment: SegmentName, settings: &Settings) {
+fn prefetch_after(spool: &Spool, segment: SegmentName, settings: &Settings, launch: Launcher) {
     if let Err(e) = spool
         .advance(segment)
-        .and_then(|()| spool.start_worker(settings))
+        .and_then(|()| spool.start_worker(&settings.prefetch_job(), launch))
     {
         tracing::warn!("prefetch after {segment}: {e}");
     }
@@ -182,96 +175,6 @@ fn open_spool(settings: &Settings) -> Option<Spool> {
     Spool::open(&settings.spool_dir, location, identity, depth)
         .map_err(|e| tracing::warn!("prefetch off: {e}"))
         .ok()
-}
-
-fn restore_from_repos(
-    name: &WalName,
-    dest: &Path,
-    settings: &Settings,
-    policy: ErrorPolicy,
-) -> Result<RestoreOutcome> {
-    let mut first_error = None;
-    for location in &settings.repos {
-        let attempt = Repository::open_with(location, &settings.store)
-            .and_then(|repo| restore_with_retries(&repo, name, dest, policy));
-        match attempt {
-            Ok(RestoreOutcome::Restored) => return Ok(RestoreOutcome::Restored),
-            Ok(RestoreOutcome::NotInArchive) => {}
-            Err(e) if settings.repos.len() > 1 => {
-                tracing::warn!("{e}; trying the next repository");
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    first_error.map_or(Ok(RestoreOutcome::NotInArchive), Err)
-}
-
-fn restore_with_retries(
-    repo: &Repository,
-    name: &WalName,
-    dest: &Path,
-    policy: ErrorPolicy,
-) -> Result<RestoreOutcome> {
-    let mut attempt = 0;
-    loop {
-        match restore_once(repo, name, dest) {
-            Err(e)
-                if policy == ErrorPolicy::Abort
-                    && e.is_retryable()
-                    && attempt < RETRY_DELAYS.len() =>
-            {
-                tracing::warn!("{e}; retrying");
-                thread::sleep(RETRY_DELAYS[attempt]);
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn restore_once(repo: &Repository, name: &WalName, dest: &Path) -> Result<RestoreOutcome> {
-    let key = Repository::key(name);
-    let Some(mut obj) = repo.get(&key)? else {
-        repo.check_format()?;
-        tracing::debug!("{name} is not in the archive");
-        return Ok(RestoreOutcome::NotInArchive);
-    };
-    let damaged = |source| Error::Corrupt {
-        name: name.to_string(),
-        source,
-    };
-    let storage = |source| Error::Storage {
-        location: repo.describe(),
-        op: "read",
-        key: key.clone(),
-        source,
-    };
-    let destination = |source| Error::Destination {
-        path: dest.to_path_buf(),
-        source,
-    };
-    let map = |e: ReadError| match e {
-        ReadError::Codec(c) => damaged(c),
-        ReadError::Io(e) => storage(e),
-        ReadError::Output(e) => destination(e),
-    };
-    let (format, trailer, payload) = codec::read_trailer(&mut obj.reader, obj.len).map_err(map)?;
-    if name.has_page_header() && !is_valid_segment_size(trailer.size) {
-        return Err(Error::BadMetadata {
-            key,
-            reason: format!("recorded size {} is not a WAL segment size", trailer.size),
-        });
-    }
-    let mut staged = durable::stage_beside(dest).map_err(destination)?;
-    codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut staged).map_err(map)?;
-    staged.publish_replace(dest).map_err(destination)?;
-    tracing::debug!(
-        "restored {name} ({} bytes) to {}",
-        trailer.size,
-        dest.display()
-    );
-    Ok(RestoreOutcome::Restored)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `uxwal-archive`: store one WAL file durably, or prove it is already stored.
+//! The archive half of the data path: store one WAL file durably in every
+//! repository, or prove it is already stored.
 //!
 //! Order of work: check the name (nothing is touched for a bad one), open the
 //! source, check the segment header and the archive identity, then hash and
@@ -8,22 +9,22 @@
 //! making the stored copy durable as `contrib/basic_archive` does; anything else
 //! is a conflict and nothing changes.
 //!
-//! [`archive_file`] is that path for one file; with `--parallel` above 1,
-//! [`crate::push_ahead`]'s background worker runs it for other ready files too
-//! ([`archive_file_checked`], checking the repositories once per run).
+//! [`archive_file`] is that path for one file; with `--parallel` above 1, the
+//! push-ahead worker runs it for other ready files too ([`archive_file_checked`],
+//! checking the repositories once per run).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::codec::{self, Compression, Encoder, ReadError, Trailer};
 use crate::error::{Error, Result};
-use crate::repo::remote::{Scheme, StoreOptions};
+use crate::repo::remote::StoreOptions;
 use crate::repo::{Identity, PutOutcome, Repository};
-use crate::wal_header::LongPageHeader;
-use crate::wal_name::{SegmentName, WalName};
+use crate::wal::header::LongPageHeader;
+use crate::wal::name::{SegmentName, WalName};
 
 /// How to archive.
 #[derive(Debug, Clone)]
@@ -33,12 +34,6 @@ pub struct Settings {
     pub store: StoreOptions,
     pub compression: Compression,
     pub level: i32,
-    /// Files to ship per call (`--parallel`); `None` picks the default for the repositories.
-    pub parallel: Option<usize>,
-    /// Spool root for push-ahead records.
-    pub spool_dir: PathBuf,
-    /// The configuration file given, handed on to the push-ahead worker.
-    pub config_file: Option<PathBuf>,
 }
 
 /// What archiving did.
@@ -67,32 +62,6 @@ pub struct Shipped {
     /// backup files, which are not checked against it, the one known beforehand
     /// if any).
     pub identities: Vec<Option<Identity>>,
-}
-
-/// Files shipped per call when neither `--parallel` nor `parallel` is given: 1 when
-/// every repository is a local directory (a local write is fast, and extra files
-/// would compete with the database for the same disk), else 4, because an object
-/// store spends most of each file's time waiting on round trips.
-pub fn default_parallel(repos: &[String]) -> usize {
-    if repos.iter().any(|r| Scheme::of(r).is_some()) {
-        4
-    } else {
-        1
-    }
-}
-
-/// Archives `wal_path` under `wal_name`, pushing other ready files ahead when
-/// `parallel` (or its default) is above 1 (see [`crate::push_ahead`]).
-pub fn run(wal_path: &Path, wal_name: &str, settings: &Settings) -> Result<ArchiveOutcome> {
-    let name: WalName = wal_name.parse()?;
-    let parallel = settings
-        .parallel
-        .unwrap_or_else(|| default_parallel(&settings.repos));
-    if parallel > 1 {
-        return crate::push_ahead::run(wal_path, &name, settings, parallel);
-    }
-    let repos = open_repos(settings)?;
-    archive_file(&repos, wal_path, &name, settings).map(|shipped| shipped.outcome)
 }
 
 /// Opens every repository of `settings`. Sends no request. A [`Repository`] is used

@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::wal_name::WalName;
+use crate::wal::name::WalName;
 
 /// The repository layout version this uxwal writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

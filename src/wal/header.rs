@@ -6,7 +6,7 @@
 //! rem_len u32, padding, sysid u64 at 24, seg_size u32 at 32, blcksz u32 at 36.
 //! The checks mirror PostgreSQL's `XLogReaderValidatePageHeader`.
 
-use crate::wal_name::{is_valid_segment_size, SegmentName};
+use crate::wal::name::{is_valid_segment_size, SegmentName};
 
 /// Size of `XLogLongPageHeaderData`.
 pub const LONG_HEADER_LEN: usize = 40;

@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use uxwal::wal_header::{encode_long_header, LongPageHeader};
-use uxwal::wal_name::SegmentName;
+use uxwal::wal::header::{encode_long_header, LongPageHeader};
+use uxwal::wal::name::SegmentName;
 
 pub const ARCHIVE: &str = env!("CARGO_BIN_EXE_uxwal-archive");
 pub const RESTORE: &str = env!("CARGO_BIN_EXE_uxwal-restore");
@@ -231,10 +231,10 @@ pub fn segment(name: &str, size: u64, sysid: u64, seed: u64) -> Vec<u8> {
         .split('.')
         .next()
         .unwrap()
-        .parse::<uxwal::wal_name::WalName>()
+        .parse::<uxwal::wal::name::WalName>()
         .unwrap()
     {
-        uxwal::wal_name::WalName::Segment(s) | uxwal::wal_name::WalName::Partial(s) => s,
+        uxwal::wal::name::WalName::Segment(s) | uxwal::wal::name::WalName::Partial(s) => s,
         other => panic!("{other} is not a segment"),
     };
     segment_for(seg, size, sysid, seed)

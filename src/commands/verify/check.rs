@@ -8,8 +8,8 @@ use std::io::{self, Write};
 
 use crate::codec::{self, CodecError, ReadError};
 use crate::repo::{Identity, Repository};
-use crate::wal_header::{LongPageHeader, LONG_HEADER_LEN};
-use crate::wal_name::WalName;
+use crate::wal::header::{LongPageHeader, LONG_HEADER_LEN};
+use crate::wal::name::WalName;
 
 use super::report::ProblemKind;
 

@@ -24,7 +24,7 @@ use crate::durable::STAGING_SUFFIX;
 use crate::error::{Error, Result};
 use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::{Entry, Listed, Repository};
-use crate::wal_name::{SegmentName, WalName};
+use crate::wal::name::{SegmentName, WalName};
 
 use check::Checked;
 use report::{

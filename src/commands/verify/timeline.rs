@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::wal_name::SegmentName;
+use crate::wal::name::SegmentName;
 
 /// A WAL position, shown as PostgreSQL shows it (`%X/%X`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

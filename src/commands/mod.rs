@@ -1,0 +1,9 @@
+//! What each command decides: one module per executable. A command combines
+//! the data path ([`crate::pipeline`]) with the background workers
+//! ([`crate::background`]); the exit code it leads to is chosen at the edge
+//! ([`crate::exit`]).
+
+pub mod archive;
+pub mod cleanup;
+pub mod restore;
+pub mod verify;

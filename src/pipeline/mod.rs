@@ -1,0 +1,8 @@
+//! The data path, one file at a time: [`ship`] (validate -> hash and compress
+//! in one streaming pass -> put-if-absent into every repository -> confirm)
+//! and [`fetch`] (get -> decode and verify -> publish at the destination).
+//! Both use only the core: WAL names and headers, codecs, durable writes and
+//! repositories.
+
+pub mod fetch;
+pub mod ship;
