@@ -5,6 +5,7 @@ use clap::Parser;
 use uxwal::cli::{worker, ArchiveCli, PushAheadWorkerCli};
 
 fn main() -> ExitCode {
+    uxwal::exit::exit_on_panic("uxwal-archive", uxwal::exit::FAILURE);
     if let Some(worker) = PushAheadWorkerCli::from_env() {
         uxwal::logging::init("uxwal-archive", worker.common.verbosity());
         let outcome = worker

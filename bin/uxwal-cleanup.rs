@@ -5,6 +5,7 @@ use clap::Parser;
 use uxwal::cli::CleanupCli;
 
 fn main() -> ExitCode {
+    uxwal::exit::exit_on_panic("uxwal-cleanup", uxwal::exit::FAILURE);
     let cli = CleanupCli::parse();
     uxwal::logging::init("uxwal-cleanup", cli.verbosity());
     let stdout = std::io::stdout();

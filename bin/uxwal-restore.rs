@@ -1,24 +1,35 @@
 //! `restore_command = 'uxwal-restore --repo DIR %f %p'`
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 use uxwal::cli::{worker, PrefetchWorkerCli, RestoreCli};
+use uxwal::commands::restore::OnError;
 use uxwal::config::ConfigFile;
+use uxwal::exit;
 
 fn main() -> ExitCode {
+    // Until the policy is known, a panic stops a point-in-time recovery.
+    let auto = OnError::Auto.resolve(Path::new("."));
+    exit::exit_on_panic("uxwal-restore", exit::restore_panic_status(auto));
     if let Some(worker) = PrefetchWorkerCli::from_env() {
+        exit::exit_on_panic("uxwal-restore", exit::FAILURE);
         uxwal::logging::init("uxwal-restore", worker.common.verbosity());
         let outcome = ConfigFile::load(worker.common.config.as_deref())
             .and_then(|f| worker.job(&f))
             .and_then(|job| uxwal::background::prefetch::run_worker(&job, worker.lock_fd));
-        return uxwal::exit::worker("prefetch worker", outcome);
+        return exit::worker("prefetch worker", outcome);
     }
-    let cli = RestoreCli::parse();
+    let cli = match RestoreCli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::restore_usage(e),
+    };
     uxwal::logging::init("uxwal-restore", cli.common.verbosity());
     let file = ConfigFile::load(cli.common.config.as_deref());
     let policy = cli.policy(file.as_ref().ok());
+    exit::exit_on_panic("uxwal-restore", exit::restore_panic_status(policy));
     let outcome = file.and_then(|f| cli.settings(&f)).and_then(|s| {
         uxwal::commands::restore::run(&cli.wal_name, &cli.dest_path, &s, policy, worker::args)
     });
-    uxwal::exit::restore(outcome, policy, &cli.wal_name)
+    exit::restore(outcome, policy, &cli.wal_name)
 }

@@ -5,6 +5,7 @@ use clap::Parser;
 use uxwal::cli::VerifyCli;
 
 fn main() -> ExitCode {
+    uxwal::exit::exit_on_panic("uxwal-verify", uxwal::exit::USAGE);
     let cli = VerifyCli::parse();
     uxwal::logging::init("uxwal-verify", cli.common.verbosity());
     uxwal::exit::verify(

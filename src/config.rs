@@ -3,13 +3,14 @@
 //! Precedence: command line, then environment (`UXWAL_REPO`), then the file.
 //! The file is `--config FILE` / `UXWAL_CONFIG` when given (it must exist), else
 //! `/etc/uxwal/uxwal.toml` when that exists. Unknown keys are an error, so a typo
-//! cannot silently fall back to a default.
+//! cannot silently fall back to a default; so is a default file that exists but
+//! cannot be read (or whose directory cannot be searched): only a file that is
+//! really absent means "no configuration".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::Deserialize;
 
 use crate::background::spool;
@@ -20,6 +21,9 @@ use crate::repo::remote::{self, Scheme, StoreOptions};
 
 /// Read when no `--config` is given and the file exists.
 pub const DEFAULT_PATH: &str = "/etc/uxwal/uxwal.toml";
+
+/// Largest configuration file read: anything bigger is not one.
+const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Every key of the configuration file.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -77,19 +81,58 @@ const SECRET_WORDS: &[&str] = &["secret", "key", "token", "password", "sas", "cr
 impl ConfigFile {
     /// Loads `explicit`, or the default file when it exists, or nothing.
     pub fn load(explicit: Option<&Path>) -> Result<Self> {
-        let path = match explicit {
-            Some(p) => p.to_path_buf(),
-            None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
-            None => return Ok(ConfigFile::default()),
-        };
-        Self::read(&path).map_err(|e| Error::Config(format!("{e:#}")))
+        Self::load_from(explicit, Path::new(DEFAULT_PATH))
     }
 
-    fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let parsed: ConfigFile =
-            toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
+    /// [`ConfigFile::load`] with `default` as the default file's path.
+    fn load_from(explicit: Option<&Path>, default: &Path) -> Result<Self> {
+        let path = match explicit {
+            Some(p) => p,
+            // `Path::exists` is false for EACCES too: an unreadable default file
+            // must not look absent (the configured repository and error policy
+            // would silently fall back to defaults).
+            None => match std::fs::metadata(default) {
+                Ok(_) => default,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(ConfigFile::default())
+                }
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "cannot read {}: {e}",
+                        default.display()
+                    )))
+                }
+            },
+        };
+        Self::read(path)
+    }
+
+    fn read(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let cannot =
+            |e: std::io::Error| Error::Config(format!("cannot read {}: {e}", path.display()));
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(cannot)?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(Error::Config(format!(
+                "{} is larger than {MAX_FILE_BYTES} bytes: not a uxwal configuration file",
+                path.display()
+            )));
+        }
+        let parsed: ConfigFile = toml::from_str(&text).map_err(|e| {
+            // One line: the server log takes one line per message.
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            Error::Config(format!(
+                "{} is invalid{at}: {}",
+                path.display(),
+                e.message()
+            ))
+        })?;
         parsed.warn_if_exposed(path);
         Ok(parsed)
     }
@@ -223,6 +266,29 @@ mod tests {
         let err = ConfigFile::load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("repository"), "{err}");
         assert!(ConfigFile::load(Some(&dir.path().join("missing.toml"))).is_err());
+        assert!(!err.contains('\n'), "one line for the server log: {err}");
+    }
+
+    #[test]
+    fn a_default_file_that_cannot_be_looked_at_is_an_error_not_an_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("uxwal.toml");
+        assert_eq!(
+            ConfigFile::load_from(None, &absent).unwrap(),
+            ConfigFile::default()
+        );
+        // A path component that is not a directory fails with ENOTDIR, as one
+        // the caller may not search fails with EACCES (which root bypasses).
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let err = ConfigFile::load_from(None, &file.join("uxwal.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat(MAX_FILE_BYTES as usize + 1)).unwrap();
+        let err = ConfigFile::load(Some(&big)).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
     }
 
     #[test]

@@ -138,3 +138,83 @@ pub fn worker<T: std::fmt::Debug>(what: &str, outcome: Result<T>) -> ExitCode {
         }
     }
 }
+
+/// True during a point-in-time recovery: `recovery.signal` without
+/// `standby.signal` in `data_dir` (the directory the database starts
+/// `restore_command` in). There, exit 1 (or 2, or any status up to 125) ends
+/// recovery early as if the archive had ended.
+pub fn in_point_in_time_recovery(data_dir: &std::path::Path) -> bool {
+    data_dir.join("recovery.signal").exists() && !data_dir.join("standby.signal").exists()
+}
+
+/// Maps a command line `uxwal-restore` could not parse to its exit code: help
+/// and version are printed as asked; a usage error is logged as one line and,
+/// during a point-in-time recovery, exits [`ABORT_RECOVERY`] (a typo in
+/// `restore_command` must stop the recovery, not end it early at the end of
+/// `pg_wal`), otherwise [`USAGE`].
+pub fn restore_usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::from(SUCCESS);
+    }
+    crate::logging::init("uxwal-restore", crate::logging::Verbosity::Normal);
+    let rendered = e.to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if in_point_in_time_recovery(std::path::Path::new(".")) {
+        tracing::error!(
+            "invalid command line: {first} (try \"uxwal-restore --help\"); stopping recovery (exit {ABORT_RECOVERY}) rather than ending it early"
+        );
+        ExitCode::from(ABORT_RECOVERY)
+    } else {
+        tracing::error!("invalid command line: {first} (try \"uxwal-restore --help\")");
+        ExitCode::from(USAGE)
+    }
+}
+
+/// The status a panic exits with (see [`exit_on_panic`]).
+static PANIC_STATUS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(FAILURE);
+
+/// Makes a panic (always a bug in uxwal) end the whole process at once with
+/// `status`, after one line naming `program` in the log. Rust's default is exit
+/// 101 after unwinding the panicking thread only, and 101 from
+/// `restore_command` means "not found" to the database: during a
+/// point-in-time recovery a bug would end recovery early. Called again, it
+/// only changes the status (a restore learns its error policy after parsing).
+pub fn exit_on_panic(program: &'static str, status: u8) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    PANIC_STATUS.store(status, std::sync::atomic::Ordering::SeqCst);
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(move |info| {
+            let status = PANIC_STATUS.load(std::sync::atomic::Ordering::SeqCst);
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let what = what.replace('\n', " ");
+            eprintln!(
+                "{program}: error: internal error (a bug in uxwal): {what}{at}; exiting {status}"
+            );
+            std::process::exit(i32::from(status));
+        }));
+    });
+}
+
+/// The status a panic in `uxwal-restore` exits with under `policy`: the one an
+/// error would (see [`restore`]).
+pub fn restore_panic_status(policy: ErrorPolicy) -> u8 {
+    match policy {
+        ErrorPolicy::Abort => ABORT_RECOVERY,
+        ErrorPolicy::Missing => FAILURE,
+    }
+}

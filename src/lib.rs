@@ -1,11 +1,68 @@
 //! uxwal keeps a database's write-ahead log safe: durable, verified archiving and
 //! restoring of WAL files for UXDB and PostgreSQL.
 //!
+//! The crate is the four executables' library, in layers whose dependencies
+//! run one way, top to bottom:
+//!
+//! | layer | modules | what it decides |
+//! |---|---|---|
+//! | edge | [`cli`], [`config`], [`exit`], [`logging`] | command lines, the configuration file, exit codes (the contract with the database), log lines |
+//! | commands | [`commands`] | what `uxwal-archive`, `-restore`, `-cleanup` and `-verify` do |
+//! | data path, workers | [`pipeline`], [`background`] | ship and fetch one file; push-ahead and prefetch in detached workers |
+//! | core | [`wal`], [`codec`], [`repo`], [`durable`], [`error`], [`signals`] | WAL names and headers, codecs and the trailer, repositories, durable local writes |
+//!
 //! The data path of `uxwal-archive` is: segment file -> [`wal::name`] and
 //! [`wal::header`] validation -> hash and compress in one streaming pass
 //! ([`codec`]) -> put-if-absent into the [`repo::Repository`] (local writes only
-//! through [`durable`]) -> confirm. `uxwal-restore` runs it backwards and checks
-//! the recorded SHA-256 before anything appears at the destination.
+//! through [`durable`]) -> confirm ([`pipeline::ship`]). `uxwal-restore` runs it
+//! backwards and checks the recorded SHA-256 before anything appears at the
+//! destination ([`pipeline::fetch`]).
+//!
+//! Archiving and restoring a file through the library, as the executables do:
+//!
+//! ```
+//! use uxwal::commands::{archive, restore};
+//! use uxwal::pipeline::ship;
+//! use uxwal::repo::remote::StoreOptions;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let repo = dir.path().join("archive").to_string_lossy().into_owned();
+//! let spool_dir = dir.path().join("spool");
+//! let history = dir.path().join("00000002.history");
+//! std::fs::write(&history, "1\t0/3000000\tno recovery target specified\n")?;
+//!
+//! let settings = archive::Settings {
+//!     ship: ship::Settings {
+//!         repos: vec![repo.clone()],
+//!         store: StoreOptions::default(),
+//!         compression: uxwal::codec::Compression::Zstd,
+//!         level: 1,
+//!     },
+//!     parallel: Some(1),
+//!     spool_dir: spool_dir.clone(),
+//!     config_file: None,
+//! };
+//! let launch = uxwal::cli::worker::args;
+//! let archived = archive::run(&history, "00000002.history", &settings, launch)?;
+//! assert_eq!(archived, archive::ArchiveOutcome::Archived);
+//!
+//! let settings = restore::Settings {
+//!     repos: vec![repo],
+//!     store: StoreOptions::default(),
+//!     prefetch: Some(0),
+//!     spool_dir,
+//!     config_file: None,
+//! };
+//! let dest = dir.path().join("RECOVERYHISTORY");
+//! let policy = restore::ErrorPolicy::Abort;
+//! let restored = restore::run("00000002.history", &dest, &settings, policy, launch)?;
+//! assert_eq!(restored, restore::RestoreOutcome::Restored);
+//! assert_eq!(std::fs::read(&dest)?, std::fs::read(&history)?);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Exit codes, the contract with the database, live in [`exit`].
 
 // The edge: command lines, configuration, logging and exit codes.
