@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         return uxwal::exit::worker("push-ahead worker", outcome);
     }
     let cli = ArchiveCli::parse();
+    uxwal::exit::panic_names(&cli.wal_name);
     uxwal::logging::init("uxwal-archive", cli.common.verbosity());
     let outcome = cli.settings().and_then(|s| {
         uxwal::commands::archive::run(&cli.wal_path, &cli.wal_name, &s, worker::args)

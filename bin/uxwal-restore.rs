@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return exit::restore_usage(e),
     };
+    exit::panic_names(&cli.wal_name);
     uxwal::logging::init("uxwal-restore", cli.common.verbosity());
     let file = ConfigFile::load(cli.common.config.as_deref());
     let policy = cli.policy(file.as_ref().ok());

@@ -176,6 +176,14 @@ pub fn restore_usage(e: clap::Error) -> ExitCode {
     }
 }
 
+/// The WAL file a panic's log line names (see [`panic_names`]).
+static PANIC_SUBJECT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes the log line of a panic name `wal_name`, the file the call was for.
+pub fn panic_names(wal_name: &str) {
+    let _ = PANIC_SUBJECT.set(wal_name.to_owned());
+}
+
 /// The status a panic exits with (see [`exit_on_panic`]).
 static PANIC_STATUS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(FAILURE);
 

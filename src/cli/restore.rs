@@ -13,9 +13,10 @@ const RESTORE_EXIT: &str = "\
 Exit status:
   0    restored: DEST_PATH holds the verified file
   1    not in the archive (or an error, on a standby or with --on-error missing)
-  2    invalid command line
-  200  an error during point-in-time recovery (--on-error abort): recovery stops
-       with the error in the server log instead of ending early
+  2    invalid command line (outside a point-in-time recovery)
+  200  an error during point-in-time recovery (--on-error abort), or an invalid
+       command line there: recovery stops with the error in the server log
+       instead of ending early
 
 Configuration: restore_command = 'uxwal-restore --repo /mnt/wal %f %p'";
 

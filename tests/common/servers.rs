@@ -21,7 +21,9 @@ pub fn free_port() -> u16 {
 /// Sends one HTTP/1.1 request and returns the status code (None if no answer).
 pub fn http(port: u16, method: &str, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    // Generous: a loaded machine makes the emulators slow, and a request that
+    // times out here reads as "no answer yet" to the callers that poll.
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).ok()?;
     let mut head = [0u8; 12];
@@ -104,11 +106,12 @@ impl S3 {
             },
             bucket: bucket.into(),
         };
-        assert_eq!(
-            http(port, "PUT", &format!("/{bucket}")),
-            Some(200),
-            "create bucket"
-        );
+        // moto loads its S3 backend on the first request: on a loaded machine
+        // that first answer can be slow, so the bucket is created by polling.
+        let mut s3 = s3;
+        wait_until("moto_server (create bucket)", &mut s3.server.child, || {
+            http(port, "PUT", &format!("/{bucket}")) == Some(200)
+        });
         s3
     }
 

@@ -1,0 +1,112 @@
+//! Exit statuses that the database reads as a verdict: a usage error or a bug
+//! in uxwal-restore must never look like "not found" (1..=125) during a
+//! point-in-time recovery, because the database then ends recovery early.
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::{segment, Site, MIB, RESTORE, SYSID};
+
+const SEGMENT: &str = "000000010000000000000003";
+
+/// A site whose data directory says what kind of recovery runs there.
+fn site_in(signals: &[&str]) -> Site {
+    let site = Site::new();
+    for signal in signals {
+        fs::write(site.data.join(signal), "").unwrap();
+    }
+    site
+}
+
+#[test]
+fn a_restore_usage_error_stops_a_point_in_time_recovery() {
+    let site = site_in(&["recovery.signal"]);
+    let ran = site.restore(SEGMENT, "--no-such-option");
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert_eq!(ran.stderr.lines().count(), 1, "one line: {}", ran.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("uxwal-restore: error: invalid command line")
+            && ran.stderr.contains("--no-such-option")
+            && ran.stderr.contains("stopping recovery"),
+        "{}",
+        ran.stderr
+    );
+    assert!(site.restored().is_none());
+}
+
+#[test]
+fn a_restore_usage_error_elsewhere_is_exit_2() {
+    for signals in [&[][..], &["recovery.signal", "standby.signal"][..]] {
+        let site = site_in(signals);
+        let ran = site.restore(SEGMENT, "--prefetch 999");
+        assert_eq!(ran.code, 2, "{signals:?}: {}", ran.stderr);
+        assert_eq!(ran.stderr.lines().count(), 1, "one line: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("invalid command line"),
+            "{}",
+            ran.stderr
+        );
+    }
+}
+
+#[test]
+fn restore_help_and_version_still_exit_0() {
+    let site = site_in(&["recovery.signal"]);
+    for flag in ["--help", "--version"] {
+        let out = Command::new(RESTORE)
+            .arg(flag)
+            .current_dir(&site.data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert!(!out.stdout.is_empty(), "{flag}");
+    }
+}
+
+/// Whether strace can inject faults here (it needs ptrace).
+fn strace_works() -> bool {
+    Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=none", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A thread that cannot be started (clone3 fails with EAGAIN, as under a
+/// process limit) while a segment is restored during a point-in-time
+/// recovery: whether uxwal reports it as an error or it panics, the exit is
+/// the abort status, never "not found", and nothing reaches the destination.
+#[test]
+fn a_restore_that_cannot_start_a_thread_stops_recovery_instead_of_ending_it() {
+    assert!(
+        strace_works(),
+        "this test injects faults with strace (scripts/install-deps installs it)"
+    );
+    let site = site_in(&["recovery.signal"]);
+    site.write_wal(SEGMENT, &segment(SEGMENT, 16 * MIB, SYSID, 1));
+    let ran = site.archive(SEGMENT, "--compress zstd");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = site.sh(
+        "strace -f -qq -o /dev/null -e inject=clone3:error=EAGAIN \"$RESTORE\" --repo \"$REPO\" --prefetch 0 %f %p",
+        "pg_wal/RECOVERYXLOG",
+        SEGMENT,
+    );
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("stopping recovery") || ran.stderr.contains("internal error"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(SEGMENT),
+        "names the file: {}",
+        ran.stderr
+    );
+    assert!(site.restored().is_none());
+    assert!(
+        site.staging_files().is_empty(),
+        "{:?}",
+        site.staging_files()
+    );
+}
