@@ -718,8 +718,7 @@ fn kill_9_while_archiving_leaves_no_final_file_and_the_retry_cleans_up() {
         .spawn()
         .unwrap();
     // Wait (by condition, not by time) until the staging file holds data.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    poll_until("the segment's staging file to hold data", || {
         // The segment's own staging file: FORMAT and IDENTITY are staged first.
         let staged: u64 = site
             .staging_files()
@@ -729,18 +728,14 @@ fn kill_9_while_archiving_leaves_no_final_file_and_the_retry_cleans_up() {
             .map(|m| m.len())
             .sum();
         if staged > 0 {
-            break;
+            return Ok(());
         }
         assert!(
             child.try_wait().unwrap().is_none(),
             "archive finished before it could be killed"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no staging file appeared"
-        );
-        std::thread::yield_now();
-    }
+        Err("no staged data yet".to_string())
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(

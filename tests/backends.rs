@@ -33,9 +33,7 @@ impl Fixture {
 
     fn s3() -> Fixture {
         let s3 = S3::start("walbucket");
-        let mut site = Site::new();
-        site.location = s3.location("cluster/main");
-        site.env = s3.env();
+        let site = s3.site("cluster/main");
         Fixture {
             site,
             server: Some(Box::new(s3)),
@@ -321,16 +319,7 @@ fn an_unreachable_endpoint_stops_point_in_time_recovery() {
     let mut site = Site::new();
     let closed = common::servers::free_port();
     site.location = "s3://walbucket/p".into();
-    site.env = vec![
-        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-        ("AWS_REGION".into(), "us-east-1".into()),
-        (
-            "AWS_ENDPOINT_URL".into(),
-            format!("http://127.0.0.1:{closed}"),
-        ),
-        ("AWS_ALLOW_HTTP".into(), "true".into()),
-    ];
+    site.env = S3::env_for(&format!("http://127.0.0.1:{closed}"));
     let conf = short_deadline(&site, "");
     fs::write(site.data.join("recovery.signal"), "").unwrap();
     let r = site.restore(SEG, &conf);
@@ -350,16 +339,7 @@ fn settings_come_from_the_config_file_and_the_environment_wins() {
     let mut site = Site::new();
     site.location = s3.location("fromconf");
     // Everything in the file: endpoint, credentials (file made private).
-    let conf = site.dir.path().join("uxwal.toml");
-    fs::write(
-        &conf,
-        format!(
-            "repo = \"{}\"\n[s3]\nendpoint = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nregion = \"us-east-1\"\nallow_http = true\n",
-            site.location,
-            s3.endpoint()
-        ),
-    )
-    .unwrap();
+    let conf = s3.write_config(&site.dir.path().join("uxwal.toml"), &[&site.location], None);
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
     site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
