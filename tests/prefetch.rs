@@ -14,7 +14,7 @@ use common::pg::{Cluster, InitOptions, Recovery, RestoreOptions};
 use common::pitr::{archive_history, STATE_SQL};
 use common::servers::S3;
 use common::{
-    poll_until, segment, wait_for_worker, wait_for_workers, Ran, Site, WorkersJoined,
+    poll_until, require_root, segment, wait_for_worker, wait_for_workers, Ran, Site, WorkersJoined,
     MIB, RESTORE, SYSID,
 };
 use sha2::{Digest, Sha256};
@@ -312,16 +312,25 @@ fn a_repository_and_spool_given_relative_to_the_data_directory_reach_the_worker(
 #[test]
 fn a_spool_on_another_filesystem_is_copied_from() {
     let site = Site::new();
-    // /dev/shm is a tmpfs on Linux; the test directories are not.
-    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
-        eprintln!("no /dev/shm here: nothing to test");
-        return;
+    let device = |path: &Path| fs::metadata(path).unwrap().dev();
+    // /dev/shm is a tmpfs on Linux; the test directories are not. Where there is
+    // no such /dev/shm, a tmpfs of the test's own (which needs root).
+    let shm = tempfile::tempdir_in("/dev/shm")
+        .ok()
+        .filter(|shm| device(shm.path()) != device(&site.data));
+    let _own_tmpfs;
+    let root = match &shm {
+        Some(shm) => shm.path().join("spool"),
+        None => {
+            require_root(
+                "/dev/shm is missing or on the data directory's filesystem, \
+                 and mounting another filesystem needs root",
+            );
+            let at = site.dir.path().join("other-fs");
+            _own_tmpfs = common::Tmpfs::mount(&at, "16m");
+            at.join("spool")
+        }
     };
-    if fs::metadata(shm.path()).unwrap().dev() == fs::metadata(&site.data).unwrap().dev() {
-        eprintln!("/dev/shm is on the data directory's filesystem: nothing to test");
-        return;
-    }
-    let root = shm.path().join("spool");
     let _joined = WorkersJoined(root.clone());
     let originals = archive_segments(&site, 1..=3, SYSID);
     let restore = |n: u64| {
@@ -337,6 +346,11 @@ fn a_spool_on_another_filesystem_is_copied_from() {
         ran
     };
     restore(1);
+    assert_ne!(
+        device(&root),
+        device(&site.data),
+        "the spool is on another filesystem than the destination"
+    );
     let dir = Spool::dir_for(&root, &site.location, &identity(SYSID));
     wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=3));

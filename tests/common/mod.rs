@@ -255,6 +255,36 @@ impl Drop for Site {
     }
 }
 
+/// A small tmpfs mounted at a directory (created if missing), unmounted on
+/// drop: a filesystem of its own (a full disk, another device). Mounting needs
+/// root: see [`require_root`].
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Sends `sig` (e.g. `"TERM"`, `"STOP"`) to `pid` with kill(1).
 pub fn signal(pid: u32, sig: &str) {
     let sent = Command::new("kill")
@@ -263,6 +293,17 @@ pub fn signal(pid: u32, sig: &str) {
         .status()
         .unwrap();
     assert!(sent.success(), "kill -{sig} {pid}");
+}
+
+/// Fails the test, saying why, unless it runs as root: what it checks needs
+/// root (mounting a filesystem, running a command as another user). CI runs the
+/// tests as root; a check that cannot run must not pass as if it had.
+pub fn require_root(why: &str) {
+    assert!(
+        pg::is_root(),
+        "this test needs root ({why}) and cannot check anything without it: \
+         run the tests as root (CI does), or skip it by name"
+    );
 }
 
 pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
