@@ -112,10 +112,24 @@ fn heavy_pgbench_load_archives_every_segment_exactly_once_with_push_ahead() {
         files_in_repo(&local.join("tmp"), &|n| n != ".lock").is_empty(),
         "no staging file left"
     );
-    // Push-ahead did work: a good share of the calls only confirmed what the
-    // worker had shipped. (How large a share depends on how far the server's
-    // WAL runs ahead of its archiver: 99% on an idle machine, 61% in one loaded
-    // CI run; a quarter still proves the worker ships and the calls confirm.)
+    // The same segments in S3, read back through the repository's own listing.
+    let in_s3 = uxwal::repo::Repository::open_with(&remote, &s3.store_options()).unwrap();
+    let mut in_s3: Vec<String> = in_s3
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key.rsplit('/').next().unwrap().to_string())
+        .filter(|n| n.len() == 24 && n.as_str() <= last.as_str())
+        .collect();
+    in_s3.sort();
+    assert_eq!(in_s3, expected, "S3 repository: each segment exactly once");
+
+    // Push-ahead did work: at least one call only confirmed what the worker had
+    // shipped, and (above) every segment is in the repository exactly once, so
+    // the worker's pushes and the calls' own never stored a file twice. How
+    // many calls find their file shipped already depends on how far the
+    // server's WAL runs ahead of its archiver, i.e. on the machine's load (99%
+    // idle, 61% in one loaded CI run): not something a test can require.
     let log = primary.log_tail(usize::MAX);
     let confirmed = log
         .lines()
@@ -126,9 +140,9 @@ fn heavy_pgbench_load_archives_every_segment_exactly_once_with_push_ahead() {
         expected.len()
     );
     assert!(
-        confirmed * 4 >= expected.len(),
-        "{confirmed} of {} segments confirmed from the spool",
-        expected.len()
+        confirmed >= 1,
+        "no call was confirmed from the spool:\n{}",
+        primary.log_tail(50)
     );
     assert!(
         !log.contains("uxwal-archive: warning"),

@@ -22,8 +22,6 @@ use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 use uxwal::prefetch::Spool;
 use uxwal::repo::Identity;
 use uxwal::wal_name::SegmentName;
@@ -540,20 +538,6 @@ fn another_archive_of_the_same_cluster_has_its_own_spool() {
     wait_for_worker(&spool_dir_of(&site, &clone, SYSID)).unwrap();
 }
 
-/// Runs `f` on another thread and fails the test if it has not returned within `limit`.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
-}
-
 #[test]
 fn a_busy_worker_never_holds_up_a_restore() {
     let site = std::sync::Arc::new(Site::new());
@@ -564,12 +548,13 @@ fn a_busy_worker_never_holds_up_a_restore() {
     // A worker that holds the lock and does nothing (stuck, or frozen).
     let lock = File::create(dir.join(".worker.lock")).unwrap();
     lock.lock().unwrap();
+    // The lock stays held until after the restore has returned: a restore that
+    // waited for the worker would never return (`finishes` turns that hang into
+    // a failure).
     let s = site.clone();
-    let ran = within(
-        Duration::from_secs(60),
-        "restore with a stuck worker",
-        move || restore(&s, &seg(1), Some(3)),
-    );
+    let ran = common::finishes("restore with a stuck worker", move || {
+        restore(&s, &seg(1), Some(3))
+    });
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(site.restored().as_deref(), Some(&originals[0][..]));
     assert_eq!(
@@ -624,10 +609,13 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
         wait_for_worker(&dir).unwrap();
     }
 
-    // A worker waiting on a storage that does not answer stops at SIGTERM,
-    // long before its deadline, and publishes nothing half written.
+    // A worker waiting on a storage that does not answer stops at SIGTERM, not
+    // at its deadline, and publishes nothing half written. That it stopped for
+    // the signal: it ended while the storage was still frozen (thawed only
+    // below), with exit 0 and the outcome `Stopped`; the deadline ends a worker
+    // with exit 1 and an error naming the deadline.
     s3.server.freeze();
-    let mut worker = Command::new(RESTORE)
+    let worker = Command::new(RESTORE)
         .arg("--prefetch-worker")
         .args([
             "--repo",
@@ -636,6 +624,7 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
             "4",
             "--deadline",
             "300",
+            "--verbose",
         ])
         .arg("--spool-dir")
         .arg(spool_root(&site))
@@ -643,27 +632,26 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
         .env_remove("UXWAL_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     poll_until("the worker to install its signal handler", || {
         catches_sigterm(worker.id())
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(worker.id() as libc::pid_t, libc::SIGTERM) };
-    let started = Instant::now();
-    let status = poll_until("the worker to stop", || {
-        worker
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "still running".to_string())
+    common::signal(worker.id(), "TERM");
+    let out = common::finishes("the worker stopped by SIGTERM", move || {
+        worker.wait_with_output().unwrap()
     });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a clean stop: {stderr}");
     assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "stopped only after {:?}",
-        started.elapsed()
+        stderr.contains("Stopped"),
+        "stopped by the signal: {stderr}"
     );
-    assert_eq!(status.code(), Some(0), "a clean stop: {status}");
+    assert!(
+        !stderr.contains("deadline"),
+        "not by the deadline: {stderr}"
+    );
     s3.server.thaw();
 
     // What is in the spool is complete: every entry verifies and is used.

@@ -255,6 +255,20 @@ impl Drop for Site {
     }
 }
 
+/// Runs `f` on a thread of its own and returns what it returns, failing the
+/// test when it has not returned after [`WAIT_TIMEOUT`]: for a call that must
+/// not wait on something the test holds (a lock, a frozen server), so that a
+/// regression fails instead of hanging the run. It bounds a hang; the test's
+/// own assertions say why the call returned.
+pub fn finishes<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(WAIT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what} has not returned after {WAIT_TIMEOUT:?}: {e}"))
+}
+
 /// A small tmpfs mounted at a directory (created if missing), unmounted on
 /// drop: a filesystem of its own (a full disk, another device). Mounting needs
 /// root: see [`require_root`].
