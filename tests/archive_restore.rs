@@ -5,7 +5,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -575,47 +574,11 @@ fn configuration_file_environment_and_command_line() {
     );
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Mounts a small tmpfs; CI runs as root. Unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> SmallDisk {
-        fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs");
-        SmallDisk(at.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_fails_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small filesystem needs root (CI runs as root)");
-        return;
-    }
+    require_root("it mounts a small filesystem to fill");
     let site = Site::new();
-    let _disk = SmallDisk::mount(&site.repo, "2m");
+    let _disk = Tmpfs::mount(&site.repo, "2m");
     let mut bytes = segment(SEG1, 4 * MIB, SYSID, 1);
     noise(&mut bytes[64..], 9);
     site.write_wal(SEG1, &bytes);
@@ -633,7 +596,7 @@ fn a_full_disk_fails_cleanly() {
     let other = Site::new();
     other.write_wal(SEG1, &small);
     assert_eq!(other.archive(SEG1, "").code, 0);
-    let _wal_disk = SmallDisk::mount(&site.data.join("pg_wal"), "512k");
+    let _wal_disk = Tmpfs::mount(&site.data.join("pg_wal"), "512k");
     let r = site.sh(
         &format!(
             "\"$RESTORE\" --repo {} --on-error abort %f %p",
@@ -652,10 +615,7 @@ fn a_full_disk_fails_cleanly() {
 
 #[test]
 fn permission_denied_fails_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run as another user (CI runs as root)");
-        return;
-    }
+    require_root("it runs uxwal-archive as the postgres user, whom root's files deny access");
     let site = Site::new();
     fs::set_permissions(site.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&site.data, fs::Permissions::from_mode(0o755)).unwrap();
@@ -718,8 +678,7 @@ fn kill_9_while_archiving_leaves_no_final_file_and_the_retry_cleans_up() {
         .spawn()
         .unwrap();
     // Wait (by condition, not by time) until the staging file holds data.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    poll_until("the segment's staging file to hold data", || {
         // The segment's own staging file: FORMAT and IDENTITY are staged first.
         let staged: u64 = site
             .staging_files()
@@ -729,18 +688,14 @@ fn kill_9_while_archiving_leaves_no_final_file_and_the_retry_cleans_up() {
             .map(|m| m.len())
             .sum();
         if staged > 0 {
-            break;
+            return Ok(());
         }
         assert!(
             child.try_wait().unwrap().is_none(),
             "archive finished before it could be killed"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no staging file appeared"
-        );
-        std::thread::yield_now();
-    }
+        Err("no staged data yet".to_string())
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(

@@ -733,7 +733,7 @@ fn standby_archive_cleanup_command_shrinks_the_archive() {
     );
     standby.psql("checkpoint");
     let redo = standby.psql("select redo_wal_file from pg_control_checkpoint()");
-    let after = common::pg::poll_until("the archive to shrink", || {
+    let after = common::poll_until("the archive to shrink", || {
         let now = segments(&repo);
         if now.len() < before.len() {
             Ok(now)
@@ -845,17 +845,12 @@ fn retained_backups_still_restore_after_retention_cleanup() {
 #[test]
 fn acceptance_cases_through_an_s3_repository() {
     let s3 = common::servers::S3::start("walbucket");
-    let mut options = uxwal::repo::remote::StoreOptions::default();
-    for (k, v) in s3.env() {
-        options.s3.insert(k.to_ascii_lowercase(), v);
-    }
+    let options = s3.store_options();
     let env: Vec<(String, String)> = s3.env();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for (n, case) in acceptance_cases().into_iter().enumerate() {
         let wal = repo_wal(&case);
-        let mut site = Site::new();
-        site.location = s3.location(&format!("case{n}"));
-        site.env = s3.env();
+        let site = s3.site(&format!("case{n}"));
         let files: Vec<(String, Vec<u8>)> = wal
             .iter()
             .enumerate()

@@ -10,17 +10,18 @@
 
 mod common;
 
+use common::pg::{Cluster, InitOptions, Recovery, RestoreOptions};
+use common::pitr::{archive_history, STATE_SQL};
+use common::servers::S3;
+use common::{
+    poll_until, require_root, segment, wait_for_worker, wait_for_workers, Ran, Site, WorkersJoined,
+    MIB, RESTORE, SYSID,
+};
+use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use common::pg::{poll_until, Cluster, Recovery, RestoreOptions};
-use common::servers::S3;
-use common::{segment, Ran, Site, MIB, RESTORE, SYSID};
-use sha2::{Digest, Sha256};
 use uxwal::background::prefetch::Spool;
 use uxwal::repo::Identity;
 use uxwal::wal::name::SegmentName;
@@ -96,32 +97,6 @@ fn restore_ok(site: &Site, name: &str, depth: Option<u64>, expected: &[u8]) -> b
     ran.stderr.contains("from the prefetch spool")
 }
 
-/// Waits until no prefetch worker holds the spool's lock (see the module docs).
-fn wait_for_worker(dir: &Path) {
-    let Ok(lock) = File::options()
-        .read(true)
-        .write(true)
-        .open(dir.join(".worker.lock"))
-    else {
-        return;
-    };
-    poll_until("the prefetch worker to finish", || {
-        lock.try_lock().map_err(|e| e.to_string())
-    });
-    lock.unlock().unwrap();
-}
-
-/// Waits, when dropped, for the prefetch workers of every spool directory under
-/// a spool root: no worker outlives its test, even one that failed half way.
-/// Declared after the directories it watches, so it is dropped before them.
-struct WorkersJoined(PathBuf);
-
-impl Drop for WorkersJoined {
-    fn drop(&mut self) {
-        common::wait_for_prefetch_workers(&self.0, Duration::from_secs(120));
-    }
-}
-
 /// The segment names in a spool directory, sorted.
 fn spooled(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -184,7 +159,7 @@ fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
     let dir = spool_dir(&site, SYSID);
 
     assert!(!restore_ok(&site, &seg(1), Some(3), &originals[0]));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=4), "the window after segment 1");
     for n in 2..=4 {
         assert_eq!(
@@ -204,7 +179,7 @@ fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
         entry_inode,
         "on one filesystem the checked entry is renamed into place, not copied"
     );
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(
         spooled(&dir),
         names(3..=5),
@@ -214,18 +189,18 @@ fn restore_fills_the_spool_ahead_and_takes_segments_from_it() {
     // A jump ahead (as after a timeline switch) makes the old entries stale;
     // the archive ends at 8, so nothing is fetched after it.
     assert!(!restore_ok(&site, &seg(8), Some(3), &originals[7]));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), Vec::<String>::new());
 
     // Prefetch is off by default for a local directory.
     let default = restore(&site, &seg(5), None);
     assert_eq!(default.code, 0, "{}", default.stderr);
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), Vec::<String>::new());
 
     // The window stops at the end of the archive.
     assert!(!restore_ok(&site, &seg(6), Some(5), &originals[5]));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(7..=8));
     let tmp_left: Vec<_> = fs::read_dir(dir.join("tmp"))
         .unwrap()
@@ -296,7 +271,7 @@ fn a_worker_with_a_full_window_lingers_and_serves_the_next_positions() {
     // A lingering worker stops at SIGTERM.
     // SAFETY: kill(2) on a process of this test.
     assert_eq!(unsafe { libc::kill(worker, libc::SIGTERM) }, 0);
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
 }
 
 #[test]
@@ -322,7 +297,7 @@ fn a_repository_and_spool_given_relative_to_the_data_directory_reach_the_worker(
         &site.data.join("../repo").display().to_string(),
         &identity(SYSID),
     );
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=3));
     let ran = restore(2);
     assert!(
@@ -335,16 +310,25 @@ fn a_repository_and_spool_given_relative_to_the_data_directory_reach_the_worker(
 #[test]
 fn a_spool_on_another_filesystem_is_copied_from() {
     let site = Site::new();
-    // /dev/shm is a tmpfs on Linux; the test directories are not.
-    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
-        eprintln!("no /dev/shm here: nothing to test");
-        return;
+    let device = |path: &Path| fs::metadata(path).unwrap().dev();
+    // /dev/shm is a tmpfs on Linux; the test directories are not. Where there is
+    // no such /dev/shm, a tmpfs of the test's own (which needs root).
+    let shm = tempfile::tempdir_in("/dev/shm")
+        .ok()
+        .filter(|shm| device(shm.path()) != device(&site.data));
+    let _own_tmpfs;
+    let root = match &shm {
+        Some(shm) => shm.path().join("spool"),
+        None => {
+            require_root(
+                "/dev/shm is missing or on the data directory's filesystem, \
+                 and mounting another filesystem needs root",
+            );
+            let at = site.dir.path().join("other-fs");
+            _own_tmpfs = common::Tmpfs::mount(&at, "16m");
+            at.join("spool")
+        }
     };
-    if fs::metadata(shm.path()).unwrap().dev() == fs::metadata(&site.data).unwrap().dev() {
-        eprintln!("/dev/shm is on the data directory's filesystem: nothing to test");
-        return;
-    }
-    let root = shm.path().join("spool");
     let _joined = WorkersJoined(root.clone());
     let originals = archive_segments(&site, 1..=3, SYSID);
     let restore = |n: u64| {
@@ -360,8 +344,13 @@ fn a_spool_on_another_filesystem_is_copied_from() {
         ran
     };
     restore(1);
+    assert_ne!(
+        device(&root),
+        device(&site.data),
+        "the spool is on another filesystem than the destination"
+    );
     let dir = Spool::dir_for(&root, &site.location, &identity(SYSID));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=3));
     let ran = restore(2);
     assert!(
@@ -369,7 +358,7 @@ fn a_spool_on_another_filesystem_is_copied_from() {
         "{}",
         ran.stderr
     );
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert!(!dir.join(seg(2)).exists(), "the entry was used up");
     let left: Vec<_> = fs::read_dir(site.data.join("pg_wal"))
         .unwrap()
@@ -389,7 +378,7 @@ fn a_damaged_spooled_segment_is_removed_and_fetched_from_the_archive() {
     let originals = archive_segments(&site, 1..=6, SYSID);
     let dir = spool_dir(&site, SYSID);
     assert!(!restore_ok(&site, &seg(1), Some(4), &originals[0]));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=5));
 
     let flipped = dir.join(seg(2));
@@ -416,7 +405,7 @@ fn a_damaged_spooled_segment_is_removed_and_fetched_from_the_archive() {
             ran.stderr
         );
         assert!(!ran.stderr.contains("from the prefetch spool"), "{what}");
-        wait_for_worker(&dir);
+        wait_for_worker(&dir).unwrap();
         assert!(
             !dir.join(seg(n)).exists(),
             "{what}: the damaged entry is gone"
@@ -468,7 +457,7 @@ fn history_files_never_come_from_the_spool() {
         "not in the archive, whatever the spool holds: {}",
         ran.stderr
     );
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
 }
 
 #[test]
@@ -494,7 +483,7 @@ fn a_spooled_segment_of_another_archive_is_never_used() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(site.restored().as_deref(), Some(&originals[1][..]));
     assert!(ran.stderr.contains("database system 42"), "{}", ran.stderr);
-    wait_for_worker(&mine);
+    wait_for_worker(&mine).unwrap();
 
     let ran = restore(&site, &seg(4), Some(2));
     assert_eq!(ran.code, 1, "not in this archive: {}", ran.stderr);
@@ -506,7 +495,7 @@ fn a_spooled_segment_of_another_archive_is_never_used() {
         ran.stderr
     );
     assert!(theirs.join(seg(5)).exists());
-    wait_for_worker(&mine);
+    wait_for_worker(&mine).unwrap();
 }
 
 #[test]
@@ -534,33 +523,19 @@ fn another_archive_of_the_same_cluster_has_its_own_spool() {
     );
     let from_clone = clone.restore(&seg(1), &shared_root);
     assert_eq!(from_clone.code, 0, "{}", from_clone.stderr);
-    wait_for_worker(&spool_dir_of(&site, &clone, SYSID));
+    wait_for_worker(&spool_dir_of(&site, &clone, SYSID)).unwrap();
     assert_eq!(spooled(&spool_dir_of(&site, &clone, SYSID)), names(2..=4));
 
     assert!(
         !restore_ok(&site, &seg(2), Some(3), &originals[1]),
         "not the clone's spooled segment 2"
     );
-    wait_for_worker(&spool_dir(&site, SYSID));
+    wait_for_worker(&spool_dir(&site, SYSID)).unwrap();
     let from_clone = clone.restore(&seg(2), &shared_root);
     assert_eq!(from_clone.code, 0, "{}", from_clone.stderr);
     assert_eq!(clone.restored().as_deref(), Some(&clone_segments[1][..]));
     assert!(from_clone.stderr.contains("from the prefetch spool"));
-    wait_for_worker(&spool_dir_of(&site, &clone, SYSID));
-}
-
-/// Runs `f` on another thread and fails the test if it has not returned within `limit`.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+    wait_for_worker(&spool_dir_of(&site, &clone, SYSID)).unwrap();
 }
 
 #[test]
@@ -573,12 +548,13 @@ fn a_busy_worker_never_holds_up_a_restore() {
     // A worker that holds the lock and does nothing (stuck, or frozen).
     let lock = File::create(dir.join(".worker.lock")).unwrap();
     lock.lock().unwrap();
+    // The lock stays held until after the restore has returned: a restore that
+    // waited for the worker would never return (`finishes` turns that hang into
+    // a failure).
     let s = site.clone();
-    let ran = within(
-        Duration::from_secs(60),
-        "restore with a stuck worker",
-        move || restore(&s, &seg(1), Some(3)),
-    );
+    let ran = common::finishes("restore with a stuck worker", move || {
+        restore(&s, &seg(1), Some(3))
+    });
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(site.restored().as_deref(), Some(&originals[0][..]));
     assert_eq!(
@@ -594,7 +570,7 @@ fn a_busy_worker_never_holds_up_a_restore() {
     drop(lock);
 
     assert!(!restore_ok(&site, &seg(2), Some(3), &originals[1]));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(3..=5));
 }
 
@@ -616,29 +592,30 @@ fn catches_sigterm(pid: u32) -> Result<(), String> {
 #[test]
 fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
     let s3 = S3::start("walbucket");
-    let mut site = Site::new();
-    site.location = s3.location("prefetch");
-    site.env = s3.env();
+    let site = s3.site("prefetch");
     let _joined = WorkersJoined(spool_root(&site));
     let originals = archive_segments(&site, 1..=6, SYSID);
     let dir = spool_dir(&site, SYSID);
 
     // Object storage: prefetch is on by default (8), and the archive ends at 6.
     assert!(!restore_ok(&site, &seg(1), None, &originals[0]));
-    wait_for_worker(&dir);
+    wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=6));
     for n in 2..=3 {
         assert!(
             restore_ok(&site, &seg(n), None, &originals[n as usize - 1]),
             "segment {n}"
         );
-        wait_for_worker(&dir);
+        wait_for_worker(&dir).unwrap();
     }
 
-    // A worker waiting on a storage that does not answer stops at SIGTERM,
-    // long before its deadline, and publishes nothing half written.
+    // A worker waiting on a storage that does not answer stops at SIGTERM, not
+    // at its deadline, and publishes nothing half written. That it stopped for
+    // the signal: it ended while the storage was still frozen (thawed only
+    // below), with exit 0 and the outcome `Stopped`; the deadline ends a worker
+    // with exit 1 and an error naming the deadline.
     s3.server.freeze();
-    let mut worker = Command::new(RESTORE)
+    let worker = Command::new(RESTORE)
         .arg("--prefetch-worker")
         .args([
             "--repo",
@@ -647,6 +624,7 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
             "4",
             "--deadline",
             "300",
+            "--verbose",
         ])
         .arg("--spool-dir")
         .arg(spool_root(&site))
@@ -654,27 +632,26 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
         .env_remove("UXWAL_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     poll_until("the worker to install its signal handler", || {
         catches_sigterm(worker.id())
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(worker.id() as libc::pid_t, libc::SIGTERM) };
-    let started = Instant::now();
-    let status = poll_until("the worker to stop", || {
-        worker
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "still running".to_string())
+    common::signal(worker.id(), "TERM");
+    let out = common::finishes("the worker stopped by SIGTERM", move || {
+        worker.wait_with_output().unwrap()
     });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a clean stop: {stderr}");
     assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "stopped only after {:?}",
-        started.elapsed()
+        stderr.contains("Stopped"),
+        "stopped by the signal: {stderr}"
     );
-    assert_eq!(status.code(), Some(0), "a clean stop: {status}");
+    assert!(
+        !stderr.contains("deadline"),
+        "not by the deadline: {stderr}"
+    );
     s3.server.thaw();
 
     // What is in the spool is complete: every entry verifies and is used.
@@ -683,31 +660,18 @@ fn prefetch_from_s3_and_a_worker_stuck_on_storage_stops_at_sigterm() {
             restore_ok(&site, &seg(n), None, &originals[n as usize - 1]),
             "segment {n}"
         );
-        wait_for_worker(&dir);
+        wait_for_worker(&dir).unwrap();
     }
 }
 
-const STATE_SQL: &str = "select (select sum(abalance) || '/' || count(*) from pgbench_accounts) \
-     || ' markers=' || (select coalesce(string_agg(label, ',' order by label), '') from uxwal_marker)";
-
-/// A cluster recovering from `backup` whose restore_command prefetches 4
-/// segments into its spool and says where each segment came from (`-v`).
-/// Dropping the cluster waits for its prefetch workers.
-fn recovering_with_prefetch(name: &str, backup: &Path, repo: &Path, recovery: Recovery) -> Cluster {
-    let cluster = Cluster::from_backup(
-        name,
-        backup,
-        &RestoreOptions {
-            repo: repo.to_path_buf(),
-            recovery,
-            archive: true,
-        },
-    );
+/// Makes `cluster`'s restore_command prefetch 4 segments into its spool and say
+/// where each segment came from (`-v`). Dropping the cluster waits for its
+/// prefetch workers.
+fn with_prefetch(cluster: &mut Cluster) {
     let command = cluster
         .restore_command()
         .replace(" %f %p", " -v --prefetch 4 %f %p");
     cluster.append_conf(&format!("restore_command = '{command}'"));
-    cluster
 }
 
 /// How many segments the server log says came from the spool.
@@ -719,38 +683,43 @@ fn served_from_spool(cluster: &Cluster) -> usize {
         .count()
 }
 
+/// Fails the test when a prefetch worker of `cluster` still runs.
+fn assert_no_worker_left(cluster: &Cluster) {
+    if let Err(running) = wait_for_workers(&cluster.spool_dir()) {
+        panic!(
+            "a prefetch worker of {} is still running: {running}",
+            cluster.name()
+        );
+    }
+}
+
 #[test]
 fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     let (shared, repo) = common::pg::shared_repo("uxwal-prefetch.");
     let backup = shared.path().join("base");
 
     let mut primary = Cluster::archiving_primary("pfprimary", 1, &repo);
-    primary.pgbench(&["-i", "-s", "2", "-q"]);
-    primary.psql("create table uxwal_marker (label text primary key)");
-    primary.base_backup(&backup);
-    primary.pgbench(&["-n", "-c", "2", "-t", "200"]);
-    // Several megabytes of WAL: many 1 MiB segments to prefetch.
-    primary.psql("insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g");
-    primary.psql("insert into uxwal_marker values ('before_target')");
-    let at_target = primary.psql(STATE_SQL);
-    primary.psql("select pg_create_restore_point('uxwal_prefetch')");
-    primary.pgbench(&["-n", "-c", "2", "-t", "200"]);
-    primary.psql("insert into uxwal_marker values ('after_target')");
-    let last = primary.switch_wal();
-    primary.wait_for_archived(&last);
-    assert_eq!(primary.archive_failures(), 0);
-    primary.stop();
+    let archived = archive_history(
+        &mut primary,
+        2,
+        &backup,
+        "uxwal_prefetch",
+        |primary| {
+            primary.pgbench(&["-n", "-c", "2", "-t", "200"]);
+            // Several megabytes of WAL: many 1 MiB segments to prefetch.
+            primary.psql(
+                "insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g",
+            );
+            primary.psql("insert into uxwal_marker values ('before_target')");
+        },
+        |primary| {
+            primary.pgbench(&["-n", "-c", "2", "-t", "200"]);
+            primary.psql("insert into uxwal_marker values ('after_target')");
+        },
+    );
 
     // Point-in-time recovery to the restore point, promoted onto timeline 2.
-    let mut pitr = recovering_with_prefetch(
-        "pfpitr",
-        &backup,
-        &repo,
-        Recovery::promote(Some("uxwal_prefetch"), None),
-    );
-    pitr.start();
-    pitr.wait_for("select pg_is_in_recovery()", "f");
-    assert_eq!(pitr.psql(STATE_SQL), at_target, "data at the restore point");
+    let mut pitr = archived.recover_to_target("pfpitr", &repo, true, with_prefetch);
     assert_eq!(pitr.current_timeline(), 2);
     let from_spool = served_from_spool(&pitr);
     assert!(
@@ -768,12 +737,16 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     pitr.stop();
 
     // Again from the base backup, following timeline 1 into timeline 2 to its end.
-    let mut latest = recovering_with_prefetch(
+    let mut latest = Cluster::from_backup(
         "pflatest",
         &backup,
-        &repo,
-        Recovery::promote(None, Some("latest")),
+        &RestoreOptions {
+            repo: repo.clone(),
+            recovery: Recovery::promote(None, Some("latest")),
+            archive: true,
+        },
     );
+    with_prefetch(&mut latest);
     latest.start();
     latest.wait_for("select pg_is_in_recovery()", "f");
     assert_eq!(
@@ -791,40 +764,25 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     );
     latest.stop();
     eprintln!("{from_spool} segments from the spool in the first recovery");
-    for cluster in [&pitr, &latest] {
-        assert!(
-            common::wait_for_prefetch_workers(&cluster.spool_dir(), Duration::from_secs(120)),
-            "a prefetch worker of {} is still running",
-            cluster.name()
-        );
-    }
+    assert_no_worker_left(&pitr);
+    assert_no_worker_left(&latest);
 }
 
 #[test]
 fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     let s3 = S3::start("walbucket");
     let shared = common::pg::pg_tempdir("uxwal-prefetch-s3.");
-    let backup = shared.path().join("base");
     // Object storage, no `prefetch` key: the default depth (8).
-    let config = shared.path().join("uxwal.toml");
-    fs::write(
-        &config,
-        format!(
-            "repo = \"{}\"\ndeadline = 30\n[s3]\nendpoint = \"{}\"\n\
-             access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
-             region = \"us-east-1\"\nallow_http = true\n",
-            s3.location("pg"),
-            s3.endpoint()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
-    common::pg::chown_to_postgres(&config);
+    let config = s3.write_config(
+        &shared.path().join("uxwal.toml"),
+        &[&s3.location("pg")],
+        Some(30),
+    );
     let args = format!("--config {}", config.display());
 
     let mut primary = Cluster::init(
         "pfs3primary",
-        &common::pg::InitOptions {
+        &InitOptions {
             wal_segsize_mb: 1,
             archive: true,
             repo: None,
@@ -832,34 +790,29 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     );
     primary.set_repo_args(&args);
     primary.start();
-    primary.pgbench(&["-i", "-s", "1", "-q"]);
-    primary.psql("create table uxwal_marker (label text primary key)");
-    primary.base_backup(&backup);
-    primary.psql("insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g");
-    primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
-    let at_target = primary.psql(STATE_SQL);
-    primary.psql("select pg_create_restore_point('uxwal_prefetch_s3')");
-    primary.psql("insert into uxwal_marker values ('after_target')");
-    let last = primary.switch_wal();
-    primary.wait_for_archived(&last);
-    assert_eq!(primary.archive_failures(), 0);
-    primary.stop();
-
-    let mut pitr = Cluster::from_backup(
-        "pfs3pitr",
-        &backup,
-        &RestoreOptions {
-            repo: shared.path().join("unused"),
-            recovery: Recovery::promote(Some("uxwal_prefetch_s3"), None),
-            archive: false,
+    let archived = archive_history(
+        &mut primary,
+        1,
+        &shared.path().join("base"),
+        "uxwal_prefetch_s3",
+        |primary| {
+            primary.psql(
+                "insert into uxwal_marker select 'bulk' || g from generate_series(1, 40000) g",
+            );
+            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
+        },
+        |primary| {
+            primary.psql("insert into uxwal_marker values ('after_target')");
         },
     );
-    pitr.set_repo_args(&args);
-    let command = pitr.restore_command().replace(" %f %p", " -v %f %p");
-    pitr.append_conf(&format!("restore_command = '{command}'"));
-    pitr.start();
-    pitr.wait_for("select pg_is_in_recovery()", "f");
-    assert_eq!(pitr.psql(STATE_SQL), at_target, "data at the restore point");
+
+    // The repository comes from the configuration file, not `unused`.
+    let mut pitr =
+        archived.recover_to_target("pfs3pitr", &shared.path().join("unused"), false, |pitr| {
+            pitr.set_repo_args(&args);
+            let command = pitr.restore_command().replace(" %f %p", " -v %f %p");
+            pitr.append_conf(&format!("restore_command = '{command}'"));
+        });
     let from_spool = served_from_spool(&pitr);
     assert!(
         from_spool > 0,
@@ -868,8 +821,5 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     );
     eprintln!("{from_spool} segments from the spool");
     pitr.stop();
-    assert!(
-        common::wait_for_prefetch_workers(&pitr.spool_dir(), Duration::from_secs(120)),
-        "a prefetch worker is still running"
-    );
+    assert_no_worker_left(&pitr);
 }

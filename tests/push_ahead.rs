@@ -6,14 +6,11 @@
 
 mod common;
 
+use common::servers::S3;
+use common::*;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use common::pg::poll_until;
-use common::servers::S3;
-use common::*;
 
 /// Segments 1..=5 of timeline 1; the database archives them in this order.
 const SEGS: [&str; 5] = [
@@ -41,9 +38,7 @@ impl Fixture {
 
     fn s3() -> Fixture {
         let s3 = S3::start("walbucket");
-        let mut site = Site::new();
-        site.location = s3.location("cluster/push");
-        site.env = s3.env();
+        let site = s3.site("cluster/push");
         Self::with(site, Some(s3))
     }
 
@@ -161,10 +156,9 @@ impl Fixture {
 
     /// Waits until the push-ahead worker (if one runs) has exited.
     fn wait_worker(&self) {
-        assert!(
-            wait_for_push_ahead_worker(&self.spool, Duration::from_secs(120)),
-            "the push-ahead worker did not exit"
-        );
+        if let Err(running) = wait_for_workers(&self.spool) {
+            panic!("the push-ahead worker did not exit: {running}");
+        }
     }
 
     /// The process ids of the push-ahead workers of this fixture's spool.
@@ -195,14 +189,6 @@ impl Fixture {
             }
         })
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
 }
 
 /// Every file archived by the database's sequence of calls holds exactly what the
@@ -526,10 +512,10 @@ struct CallLog {
 }
 
 impl CallLog {
-    /// Waits (bounded) for a line containing `text`.
+    /// Waits for a line containing `text` (bounded by [`WAIT_TIMEOUT`], against a hang).
     fn until(&mut self, text: &str) {
         loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
+            match self.lines.recv_timeout(WAIT_TIMEOUT) {
                 Ok(line) => {
                     self.seen.push_str(&line);
                     self.seen.push('\n');

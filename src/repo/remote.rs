@@ -210,35 +210,60 @@ mod tests {
 
     #[test]
     fn the_keys_the_readme_documents_are_accepted() {
-        let table = |keys: &[&str]| {
-            keys.iter()
-                .map(|k| (k.to_string(), String::new()))
-                .collect::<BTreeMap<_, _>>()
+        // Operators copy store keys from the README: the "common keys (file)"
+        // column of its object storage table, and the `[s3]`, `[azure]` and
+        // `[gcs]` rows of its configuration reference. Every key named in
+        // either place must be one the store client accepts.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let backticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
         };
-        let s3 = [
-            "region",
-            "endpoint",
-            "access_key_id",
-            "secret_access_key",
-            "session_token",
-        ];
-        let s3_client = ["virtual_hosted_style_request", "allow_http"];
-        check_keys(Scheme::S3, &table(&s3)).unwrap();
-        check_keys(Scheme::S3, &table(&s3_client)).unwrap();
-        let azure = [
-            "account_name",
-            "access_key",
-            "sas_key",
-            "endpoint",
-            "use_emulator",
-            "allow_http",
-        ];
-        check_keys(Scheme::Azure, &table(&azure)).unwrap();
-        check_keys(
-            Scheme::Gcs,
-            &table(&["service_account", "service_account_key"]),
-        )
-        .unwrap();
+        for (scheme, store_row, table_row) in [
+            (Scheme::S3, "S3", "`[s3]`"),
+            (Scheme::Azure, "Azure", "`[azure]`"),
+            (Scheme::Gcs, "GCS", "`[gcs]`"),
+        ] {
+            let (mut in_store_table, mut in_reference) = (Vec::new(), Vec::new());
+            for line in readme.lines().filter(|l| l.starts_with('|')) {
+                // cells[0] is what comes before the first `|`.
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                match cells[..] {
+                    [_, first, keys, ..] if first == store_row => {
+                        in_store_table.extend(backticked(keys))
+                    }
+                    // "table of S3 settings: the `object_store` crate's keys
+                    // (`region`, ...)": the keys are those in the parentheses.
+                    [_, first, _, value, ..] if first == table_row => {
+                        let listed = value.split_once('(').map_or("", |(_, keys)| keys);
+                        in_reference.extend(backticked(listed))
+                    }
+                    _ => {}
+                }
+            }
+            // A table that moved or changed shape must fail here, not pass empty.
+            assert!(
+                !in_store_table.is_empty(),
+                "no {store_row} row with keys in README.md's object storage table"
+            );
+            assert!(
+                !in_reference.is_empty(),
+                "no {table_row} row with keys in README.md's configuration reference"
+            );
+            for key in in_store_table.iter().chain(&in_reference) {
+                let table = BTreeMap::from([(key.clone(), String::new())]);
+                if let Err(e) = check_keys(scheme, &table) {
+                    panic!("README.md documents {key:?} for {scheme:?}, which is refused: {e}");
+                }
+            }
+            // The same check refuses a key the store client does not know.
+            let unknown = BTreeMap::from([("not_a_store_key".to_string(), String::new())]);
+            assert!(check_keys(scheme, &unknown).is_err());
+        }
     }
 
     #[test]

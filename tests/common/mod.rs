@@ -1,13 +1,18 @@
-//! Shared test harness: real binaries run the way the database runs them, and
-//! WAL files that pass uxwal's checks. `pg` starts real PostgreSQL servers.
+//! Shared test harness: real binaries run the way the database runs them, WAL
+//! files that pass uxwal's checks, and the one way to poll and to wait for a
+//! detached worker. `pg` starts real PostgreSQL servers, `pitr` is the
+//! point-in-time recovery scenario several of them share, `servers` the object
+//! storage emulators.
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod pitr;
 pub mod servers;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use uxwal::wal::header::{encode_long_header, LongPageHeader};
 use uxwal::wal::name::SegmentName;
@@ -141,73 +146,178 @@ impl Site {
     }
 }
 
-/// Waits (polling, up to `limit`) until no `uxwal-restore` prefetch worker runs
-/// for any spool directory under `spool_root`: a worker holds its directory's
-/// `.worker.lock` from before the restore that started it returns until it
-/// exits. Returns false when one was still running at the limit. Never panics,
-/// so it can run in `Drop`.
-pub fn wait_for_prefetch_workers(spool_root: &Path, limit: std::time::Duration) -> bool {
-    let until = std::time::Instant::now() + limit;
-    for entry in fs::read_dir(spool_root).into_iter().flatten().flatten() {
-        let lock = entry.path().join(".worker.lock");
-        let Ok(lock) = fs::File::options().read(true).write(true).open(lock) else {
-            continue;
-        };
-        loop {
-            if lock.try_lock().is_ok() {
-                let _ = lock.unlock();
-                break;
+/// How long [`poll_until`] (and every wait of the harness) polls before giving
+/// up. Generous on purpose: it bounds a hang, it measures nothing. CI machines
+/// have two cores and archive 16 MiB segments.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Pause between two polls of a condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The harness's one polling loop: calls `probe` until it returns `Ok`, or gives
+/// up after [`WAIT_TIMEOUT`] with `what` and the last `Err` (the state it last
+/// saw). Never panics, so it can run in `Drop`.
+pub fn poll<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() > deadline => {
+                return Err(format!(
+                    "timed out after {WAIT_TIMEOUT:?} waiting for {what}; last state: {last}"
+                ))
             }
-            if std::time::Instant::now() > until {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50)); // polling a lock, bounded
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
         }
     }
-    true
 }
 
-/// Waits until no `uxwal-archive` push-ahead worker runs for any WAL directory
-/// under `spool_root` (a blocking flock on each `archive-*/.worker.lock`, which a
-/// worker holds from before the call that started it returns until it exits; up
-/// to `limit` each). Returns false when one was still running at the limit.
-/// Never panics, so it can run in `Drop`.
-pub fn wait_for_push_ahead_worker(spool_root: &Path, limit: std::time::Duration) -> bool {
-    for entry in fs::read_dir(spool_root).into_iter().flatten().flatten() {
-        if !entry.file_name().to_string_lossy().starts_with("archive-") {
-            continue;
-        }
-        let Ok(lock) = fs::File::options()
-            .read(true)
-            .write(true)
-            .open(entry.path().join(".worker.lock"))
-        else {
-            continue;
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The blocking lock runs on a thread of its own so that the wait is bounded.
-        std::thread::spawn(move || {
-            let _ = tx.send(lock.lock().is_ok());
-        });
-        if rx.recv_timeout(limit) != Ok(true) {
-            return false;
+/// [`poll`], failing the test when it gives up.
+pub fn poll_until<T>(what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
+    poll(what, probe).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The lock every detached worker (prefetch and push-ahead) holds in its spool
+/// directory, from before the call that started it returns until it exits.
+const WORKER_LOCK: &str = ".worker.lock";
+
+/// The harness's one way to wait for a detached worker: until nothing holds
+/// `dir/.worker.lock` (no lock file: no worker ever ran there). `Err` says that
+/// a worker was still running after [`WAIT_TIMEOUT`]. Never panics.
+pub fn wait_for_worker(dir: &Path) -> Result<(), String> {
+    let path = dir.join(WORKER_LOCK);
+    let Ok(lock) = fs::File::options().read(true).write(true).open(&path) else {
+        return Ok(());
+    };
+    poll(
+        &format!("the worker holding {} to exit", path.display()),
+        || lock.try_lock().map_err(|e| e.to_string()),
+    )?;
+    lock.unlock()
+        .map_err(|e| format!("unlock {}: {e}", path.display()))
+}
+
+/// [`wait_for_worker`] for every spool directory under `spool_root` (prefetch
+/// and push-ahead ones alike). `Err` lists the directories whose worker was
+/// still running.
+pub fn wait_for_workers(spool_root: &Path) -> Result<(), String> {
+    let leaked: Vec<String> = fs::read_dir(spool_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| wait_for_worker(&entry.path()).err())
+        .collect();
+    if leaked.is_empty() {
+        Ok(())
+    } else {
+        Err(leaked.join("\n"))
+    }
+}
+
+/// [`wait_for_workers`] in a `Drop`: a worker that outlived its test fails the
+/// test (when it is failing already, a second panic would abort the run, so the
+/// leak is only printed then).
+pub fn fail_on_leaked_workers(spool_root: &Path) {
+    if let Err(leaked) = wait_for_workers(spool_root) {
+        let message = format!("a worker outlived its test:\n{leaked}");
+        if std::thread::panicking() {
+            eprintln!("{message}");
+        } else {
+            panic!("{message}");
         }
     }
-    true
+}
+
+/// Waits, when dropped, for the workers of every spool directory under a spool
+/// root and fails the test when one is still running: no worker outlives its
+/// test, even one that failed half way. Declare it after the directories it
+/// watches, so that it is dropped before them.
+pub struct WorkersJoined(pub PathBuf);
+
+impl Drop for WorkersJoined {
+    fn drop(&mut self) {
+        fail_on_leaked_workers(&self.0);
+    }
 }
 
 impl Drop for Site {
-    /// Waits for the prefetch workers that restores of this site started, under
-    /// the default spool root (see [`Site::sh`]) and under `spool/`.
+    /// Waits for the workers that the commands of this site started, under the
+    /// default spool root (see [`Site::sh`]) and any spool root in the site's
+    /// directory (e.g. `spool/`), and fails the test when one is still running.
     fn drop(&mut self) {
         for root in fs::read_dir(self.dir.path())
             .into_iter()
             .flatten()
             .flatten()
         {
-            wait_for_prefetch_workers(&root.path(), std::time::Duration::from_secs(120));
+            fail_on_leaked_workers(&root.path());
         }
     }
+}
+
+/// Runs `f` on a thread of its own and returns what it returns, failing the
+/// test when it has not returned after [`WAIT_TIMEOUT`]: for a call that must
+/// not wait on something the test holds (a lock, a frozen server), so that a
+/// regression fails instead of hanging the run. It bounds a hang; the test's
+/// own assertions say why the call returned.
+pub fn finishes<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(WAIT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what} has not returned after {WAIT_TIMEOUT:?}: {e}"))
+}
+
+/// A small tmpfs mounted at a directory (created if missing), unmounted on
+/// drop: a filesystem of its own (a full disk, another device). Mounting needs
+/// root: see [`require_root`].
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Sends `sig` (e.g. `"TERM"`, `"STOP"`) to `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{sig} {pid}");
+}
+
+/// Fails the test, saying why, unless it runs as root: what it checks needs
+/// root (mounting a filesystem, running a command as another user). CI runs the
+/// tests as root; a check that cannot run must not pass as if it had.
+pub fn require_root(why: &str) {
+    assert!(
+        pg::is_root(),
+        "this test needs root ({why}) and cannot check anything without it: \
+         run the tests as root (CI does), or skip it by name"
+    );
 }
 
 pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
@@ -242,12 +352,9 @@ pub fn segment(name: &str, size: u64, sysid: u64, seed: u64) -> Vec<u8> {
 
 pub fn segment_for(seg: SegmentName, size: u64, sysid: u64, seed: u64) -> Vec<u8> {
     let mut bytes = vec![0u8; size as usize];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     // Random words in the first half, zeros after: like a segment switched early.
-    for chunk in bytes[64..size as usize / 2].chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+    let words = pseudo_random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for (chunk, x) in bytes[64..size as usize / 2].chunks_mut(8).zip(words) {
         let v = (x % 64).to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
@@ -266,12 +373,21 @@ pub fn segment_for(seg: SegmentName, size: u64, sysid: u64, seed: u64) -> Vec<u8
 
 /// Random bytes (for incompressible segments).
 pub fn noise(bytes: &mut [u8], seed: u64) {
-    let mut x = seed | 1;
-    for b in bytes.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+    for (b, x) in bytes.chunks_mut(8).zip(pseudo_random(seed)) {
         let v = x.to_le_bytes();
         b.copy_from_slice(&v[..b.len()]);
     }
+}
+
+/// The harness's one pseudo-random generator: an endless xorshift64 sequence
+/// from `seed`, the same for the same seed (tests rebuild expected bytes from
+/// their seed).
+pub fn pseudo_random(seed: u64) -> impl Iterator<Item = u64> {
+    let mut x = seed | 1;
+    std::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
 }

@@ -26,16 +26,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// How long [`Cluster::wait_for`] and friends poll before giving up. Generous
-/// on purpose: CI machines have two cores and archive 16 MiB segments.
-pub const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Pause between two polls of a condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
+use super::{poll, poll_until};
 
 /// Seconds `pg_ctl` may wait for a start or stop.
 const PG_CTL_TIMEOUT_SECS: &str = "300";
@@ -203,9 +197,10 @@ fn assert_succeeded(cmd: &Command, out: Output) -> Output {
 }
 
 /// Like [`run_ok`], but fails the test when `cmd` has not finished after
-/// `limit`. For commands that wait on the server, such as pg_basebackup, which
-/// waits (forever) for the archiver to ship the backup's last segment.
-pub fn run_ok_within(cmd: &mut Command, limit: Duration) -> Output {
+/// [`super::WAIT_TIMEOUT`]. For commands that wait on the server, such as
+/// pg_basebackup, which waits (forever) for the archiver to ship the backup's
+/// last segment.
+pub fn run_ok_waiting(cmd: &mut Command) -> Output {
     use std::io::Read as _;
     use std::process::Stdio;
 
@@ -227,24 +222,23 @@ pub fn run_ok_within(cmd: &mut Command, limit: Duration) -> Output {
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if Instant::now() > deadline {
+    let finished = poll(&format!("{cmd:?} to finish"), || {
+        child
+            .try_wait()
+            .expect("wait for child")
+            .ok_or_else(|| "still running".to_string())
+    });
+    let status = match finished {
+        Ok(status) => status,
+        Err(timed_out) => {
             // SIGTERM, not SIGKILL: runuser forwards it to the program it
             // runs, which would survive a SIGKILLed runuser.
             // SAFETY: plain kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
             let _ = child.wait();
             let err = stderr.join().unwrap_or_default();
-            panic!(
-                "{cmd:?} did not finish within {limit:?}\n--- stderr\n{}",
-                String::from_utf8_lossy(&err)
-            );
+            panic!("{timed_out}\n--- stderr\n{}", String::from_utf8_lossy(&err));
         }
-        std::thread::sleep(POLL_INTERVAL);
     };
     let out = Output {
         status,
@@ -270,25 +264,6 @@ fn free_port() -> u16 {
             taken.push(port);
             return port;
         }
-    }
-}
-
-/// Polls `probe` until it returns `Ok`, or panics after [`WAIT_TIMEOUT`]
-/// with `what` and the last `Err` (the state it last saw).
-pub fn poll_until<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WAIT_TIMEOUT;
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(last) => {
-                if Instant::now() > deadline {
-                    panic!(
-                        "timed out after {WAIT_TIMEOUT:?} waiting for {what}; last state: {last}"
-                    );
-                }
-            }
-        }
-        std::thread::sleep(POLL_INTERVAL);
     }
 }
 
@@ -757,13 +732,12 @@ impl Cluster {
     /// Runs pgbench against database `postgres` with `args` (e.g.
     /// `["-i", "-s", "2"]` or `["-n", "-t", "200"]`); returns its stdout.
     pub fn pgbench(&self, args: &[&str]) -> String {
-        let out = run_ok_within(
+        let out = run_ok_waiting(
             pg_command("pgbench")
                 .current_dir(self.dir.path())
                 .args(self.conn_args())
                 .args(args)
                 .arg("postgres"),
-            WAIT_TIMEOUT,
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -777,7 +751,7 @@ impl Cluster {
     /// waits until the server has archived the segment holding the backup's
     /// end, so a successful return proves the archive_command works.
     pub fn base_backup(&self, dest: &Path) {
-        run_ok_within(
+        run_ok_waiting(
             pg_command("pg_basebackup")
                 .current_dir(self.dir.path())
                 .args(self.conn_args())
@@ -785,12 +759,11 @@ impl Cluster {
                 .arg(dest)
                 .args(["-X", "none", "--checkpoint=fast", "--no-sync"])
                 .args(["-l", "uxwal e2e base backup"]),
-            WAIT_TIMEOUT,
         );
     }
 
     /// Polls `sql` until it returns `expected`; panics after
-    /// [`WAIT_TIMEOUT`] showing the last answer or error.
+    /// [`super::WAIT_TIMEOUT`] showing the last answer or error.
     pub fn wait_for(&self, sql: &str, expected: &str) {
         poll_until(
             &format!("`{sql}` = `{expected}` on {}", self.name),
@@ -901,10 +874,9 @@ impl Drop for Cluster {
             self.stop_now();
         }
         // No prefetch worker outlives the cluster (they exit on their own once
-        // the window is full; this only waits).
-        if !super::wait_for_prefetch_workers(&self.spool_dir(), Duration::from_secs(120)) {
-            eprintln!("a prefetch worker of {} was still running", self.name);
-        }
+        // the window is full and the linger is over; this waits, and fails the
+        // test when one does not).
+        super::fail_on_leaked_workers(&self.spool_dir());
     }
 }
 

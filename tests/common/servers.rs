@@ -1,13 +1,20 @@
 //! Object storage emulators for tests: moto (S3) and Azurite (Azure Blob), each
 //! started on 127.0.0.1 with a free port, waited for by polling until it answers,
-//! and killed on drop. `scripts/install-deps` installs both.
+//! and killed on drop. [`S3`] is the one S3 fixture: a server, the sites,
+//! store settings and configuration files that reach it. `scripts/install-deps` installs both.
 #![allow(dead_code)]
 
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use uxwal::repo::remote::StoreOptions;
+
+use super::Site;
 
 /// A free loopback port (bound and released; the server binds it next).
 pub fn free_port() -> u16 {
@@ -31,15 +38,14 @@ pub fn http(port: u16, method: &str, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// Polls until `ready`, failing the test when the server exits first.
 fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
+    super::poll_until(&format!("{what} to answer"), || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("{what} exited while starting: {status}");
         }
-        assert!(Instant::now() < deadline, "{what} did not become ready");
-        std::thread::sleep(Duration::from_millis(50)); // polling interval, not synchronisation
-    }
+        ready().then_some(()).ok_or_else(|| "no answer".to_string())
+    });
 }
 
 /// A running emulator process.
@@ -52,26 +58,17 @@ pub struct Server {
 impl Server {
     /// Freezes the server (SIGSTOP): requests hang, as with a dead network.
     pub fn freeze(&self) {
-        signal(self.child.id(), "STOP");
+        super::signal(self.child.id(), "STOP");
     }
     /// Thaws a frozen server (SIGCONT).
     pub fn thaw(&self) {
-        signal(self.child.id(), "CONT");
+        super::signal(self.child.id(), "CONT");
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        signal(self.child.id(), "CONT");
+        super::signal(self.child.id(), "CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -121,20 +118,74 @@ impl S3 {
 
     /// The environment uxwal needs to reach this server.
     pub fn env(&self) -> Vec<(String, String)> {
+        Self::env_for(&self.endpoint())
+    }
+
+    /// The environment of an S3 server at `endpoint` with moto's credentials
+    /// (also for an endpoint where nothing answers).
+    pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
         [
-            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
 
     pub fn location(&self, prefix: &str) -> String {
         format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// A [`Site`] whose repository is `prefix` in this bucket.
+    pub fn site(&self, prefix: &str) -> Site {
+        let mut site = Site::new();
+        site.location = self.location(prefix);
+        site.env = self.env();
+        site
+    }
+
+    /// [`S3::env`] as the `[s3]` settings of a store client in the test itself.
+    pub fn store_options(&self) -> StoreOptions {
+        let mut options = StoreOptions::default();
+        for (k, v) in self.env() {
+            options.s3.insert(k.to_ascii_lowercase(), v);
+        }
+        options
+    }
+
+    /// Writes a configuration file at `path` naming `repos` (first the `repo`
+    /// line, then `deadline` when given, then this server's `[s3]` table), mode
+    /// 0600 and owned by the PostgreSQL user (see [`super::pg::chown_to_postgres`]),
+    /// who must be able to read it. Returns `path`.
+    pub fn write_config(&self, path: &Path, repos: &[&str], deadline: Option<u64>) -> PathBuf {
+        let repo = match repos {
+            [one] => format!("\"{one}\""),
+            several => format!(
+                "[{}]",
+                several
+                    .iter()
+                    .map(|r| format!("\"{r}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let deadline = deadline.map_or(String::new(), |s| format!("deadline = {s}\n"));
+        fs::write(
+            path,
+            format!(
+                "repo = {repo}\n{deadline}[s3]\nendpoint = \"{}\"\naccess_key_id = \"testing\"\n\
+                 secret_access_key = \"testing\"\nregion = \"us-east-1\"\nallow_http = true\n",
+                self.endpoint()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+        super::pg::chown_to_postgres(path);
+        path.to_path_buf()
     }
 }
 
