@@ -210,8 +210,12 @@ pub fn exit_on_panic(program: &'static str, status: u8) {
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
             let what = what.replace('\n', " ");
+            let file = PANIC_SUBJECT
+                .get()
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default();
             eprintln!(
-                "{program}: error: internal error (a bug in uxwal): {what}{at}; exiting {status}"
+                "{program}: error: {file}internal error (a bug in uxwal): {what}{at}; exiting {status}"
             );
             std::process::exit(i32::from(status));
         }));
