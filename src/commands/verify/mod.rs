@@ -24,6 +24,8 @@ use crate::durable::STAGING_SUFFIX;
 use crate::error::{Error, Result};
 use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::{Entry, Listed, Repository};
+use crate::wal::backup_label::BackupLabel;
+use crate::wal::history::{self, Fork};
 use crate::wal::name::{SegmentName, WalName};
 
 use check::Checked;
@@ -31,7 +33,7 @@ use report::{
     BackupReport, Gap, IdentityReport, Problem, ProblemKind, Report, ScopeReport, Summary,
     TimelineReport, SCHEMA_VERSION,
 };
-use timeline::{Archived, BackupInfo, Fork, Tree};
+use timeline::{Archived, Tree};
 
 /// A staging file younger than this may belong to an archive still running
 /// (one segment takes well under a second), so it is noted, not reported.
@@ -82,17 +84,6 @@ pub struct Settings {
     pub progress: bool,
 }
 
-/// Why verification could not run (exit 2); problems found are in the [`Report`].
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Repository(#[from] Error),
-    #[error("cannot write the report: {0}")]
-    Output(io::Error),
-}
-
 /// The default number of objects read at once: one per core locally (decoding
 /// is CPU-bound), more on object storage (requests wait on the network).
 pub fn default_jobs(location: &str) -> usize {
@@ -105,7 +96,7 @@ pub fn default_jobs(location: &str) -> usize {
 }
 
 /// Verifies and prints the report (human or JSON) on stdout.
-pub fn run_and_print(settings: &Settings) -> Result<Report, VerifyError> {
+pub fn run_and_print(settings: &Settings) -> Result<Report> {
     let report = run(settings)?;
     let mut out = io::stdout().lock();
     if settings.json {
@@ -113,12 +104,12 @@ pub fn run_and_print(settings: &Settings) -> Result<Report, VerifyError> {
     } else {
         report.write_human(&mut out)
     }
-    .map_err(VerifyError::Output)?;
+    .map_err(Error::Output)?;
     Ok(report)
 }
 
 /// Verifies the repository `settings.repo`.
-pub fn run(settings: &Settings) -> Result<Report, VerifyError> {
+pub fn run(settings: &Settings) -> Result<Report> {
     let open = || Repository::open_with(&settings.repo, &settings.store);
     verify(&open, settings)
 }
@@ -222,7 +213,7 @@ fn missing(
 pub fn verify(
     open: &(dyn Fn() -> Result<Repository> + Sync),
     settings: &Settings,
-) -> Result<Report, VerifyError> {
+) -> Result<Report> {
     let started = Instant::now();
     let scope = &settings.scope;
     let repo = open()?;
@@ -282,7 +273,7 @@ pub fn verify(
 
     // Phase 1: history and backup files, always read (continuity needs them).
     let mut histories: BTreeMap<u32, Vec<Fork>> = BTreeMap::new();
-    let mut backups: Vec<(String, WalName, BackupInfo)> = Vec::new();
+    let mut backups: Vec<(String, WalName, BackupLabel)> = Vec::new();
     let mut files_checked = 0u64;
     let mut meta_stored = 0u64;
     let mut meta_original = 0u64;
@@ -300,15 +291,16 @@ pub fn verify(
                     meta_original += original;
                     let text = text.unwrap_or_default();
                     let parsed = match job.name {
-                        WalName::History { timeline } => timeline::parse_history(timeline, &text)
+                        WalName::History { timeline } => history::parse(timeline, text.as_bytes())
                             .map(|h| {
                                 histories.insert(timeline, h);
-                            }),
-                        WalName::Backup { segment, .. } => {
-                            timeline::parse_backup(&text, segment.timeline).map(|b| {
+                            })
+                            .map_err(|e| e.to_string()),
+                        WalName::Backup { .. } => BackupLabel::parse(text.as_bytes())
+                            .map(|b| {
                                 backups.push((job.key.clone(), job.name, b));
                             })
-                        }
+                            .map_err(|e| e.to_string()),
                         _ => Ok(()),
                     };
                     if let Err(e) = parsed {
@@ -322,7 +314,7 @@ pub fn verify(
             }
         },
     )?;
-    backups.sort_by_key(|(_, _, b)| (b.start, b.start_timeline));
+    backups.sort_by_key(|(_, _, b)| (b.start, b.timeline()));
 
     let tree = Tree::new(&histories);
     let newest = wal_jobs
@@ -347,18 +339,13 @@ pub fn verify(
                     .iter()
                     .map(|(_, n, b)| format!("{n} ({:?})", b.label))
                     .collect();
-                return Err(VerifyError::Usage(format!(
-                    "no base backup {} in the archive; backups: {}",
-                    match sel {
-                        BackupSelector::Newest => "at all".to_string(),
-                        BackupSelector::Label(l) => format!("labelled {l:?}"),
+                return Err(Error::NoSuchBackup {
+                    label: match sel {
+                        BackupSelector::Newest => None,
+                        BackupSelector::Label(l) => Some(l.clone()),
                     },
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
+                    known,
+                });
             };
             Some(found.clone())
         }
@@ -601,11 +588,11 @@ pub fn verify(
 
         // Base backups: can each reach the newest archived WAL?
         let newest_backup = backups.last().map(|(k, _, _)| k.clone());
-        let chosen: Vec<&(String, WalName, BackupInfo)> = match &selected {
+        let chosen: Vec<&(String, WalName, BackupLabel)> = match &selected {
             Some(sel) => backups.iter().filter(|b| b.0 == sel.0).collect(),
             None => backups
                 .iter()
-                .filter(|(_, _, b)| scope.timeline.is_none_or(|t| t == b.start_timeline))
+                .filter(|(_, _, b)| scope.timeline.is_none_or(|t| t == b.timeline()))
                 .collect(),
         };
         let oldest = archived.oldest();
@@ -622,10 +609,10 @@ pub fn verify(
             let report = BackupReport {
                 file: wal_name.to_string(),
                 label: info.label.clone(),
-                timeline: info.start_timeline,
+                timeline: info.timeline(),
                 start_lsn: info.start.to_string(),
                 stop_lsn: info.stop.to_string(),
-                start_segment: name(info.start_timeline, start_segno),
+                start_segment: name(info.timeline(), start_segno),
                 start_time: info.start_time.clone(),
                 stop_time: info.stop_time.clone(),
                 target_timeline: r.target_timeline,
@@ -650,7 +637,7 @@ pub fn verify(
                 problems.push(Problem {
                     kind: ProblemKind::NotRestorable,
                     file: Some(key.clone()),
-                    timeline: Some(info.start_timeline),
+                    timeline: Some(info.timeline()),
                     first: report.first_missing.clone(),
                     last: None,
                     count: (report.missing_segments > 0).then_some(report.missing_segments),
