@@ -166,10 +166,24 @@ fn pool<R: Send>(
                 done(job, r);
             }
         }
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("verify worker panicked"))
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| Error::Internal("a verify worker thread panicked".into()))?
+        })
     })
+}
+
+/// Reads and checks each of `jobs` ([`check::check`]) on `workers` threads,
+/// handing each result to `done` on this thread.
+fn check_each(
+    open: &Opener<'_>,
+    workers: usize,
+    identity: Option<Identity>,
+    jobs: &[Job],
+    done: impl FnMut(&Job, Checked),
+) -> Result<()> {
+    let check_one = |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
+    pool(jobs, workers, open, &check_one, done)
 }
 
 fn progress_bar(settings: &Settings, total: u64) -> Option<indicatif::ProgressBar> {
@@ -430,54 +444,44 @@ impl Run<'_> {
     /// the scope, because continuity needs them.
     fn read_metadata(&mut self, open: &Opener<'_>, jobs: &[Job]) -> Result<Metadata> {
         let mut meta = Metadata::default();
-        let identity = self.identity;
-        let check_any =
-            |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
-        pool(
-            jobs,
-            self.settings.jobs,
-            open,
-            &check_any,
-            |job, checked| {
-                meta.files += 1;
-                meta.stored += job.size;
-                match checked {
-                    Checked::Intact { original, text } => {
-                        meta.original += original;
-                        let text = text.unwrap_or_default();
-                        let parsed = match job.name {
-                            WalName::History { timeline } => {
-                                history::parse(timeline, text.as_bytes())
-                                    .map(|h| {
-                                        meta.histories.insert(timeline, h);
-                                    })
-                                    .map_err(|e| e.to_string())
-                            }
-                            WalName::Backup { .. } => BackupLabel::parse(text.as_bytes())
-                                .map(|label| {
-                                    meta.backups.push(Backup {
-                                        key: job.key.clone(),
-                                        name: job.name,
-                                        label,
-                                    });
-                                })
-                                .map_err(|e| e.to_string()),
-                            WalName::Segment(_) | WalName::Partial(_) => Ok(()),
-                        };
-                        if let Err(e) = parsed {
-                            self.problems
-                                .push(Problem::file(ProblemKind::BadContent, &job.key, e));
-                        }
-                    }
-                    Checked::Vanished => self
-                        .notes
-                        .push(format!("{}: removed while verifying", job.key)),
-                    Checked::Problem(kind, detail) => {
-                        self.problems.push(Problem::file(kind, &job.key, detail))
+        let (workers, identity) = (self.settings.jobs, self.identity);
+        check_each(open, workers, identity, jobs, |job, checked| {
+            meta.files += 1;
+            meta.stored += job.size;
+            match checked {
+                Checked::Intact { original, text } => {
+                    meta.original += original;
+                    let text = text.unwrap_or_default();
+                    let parsed = match job.name {
+                        WalName::History { timeline } => history::parse(timeline, text.as_bytes())
+                            .map(|h| {
+                                meta.histories.insert(timeline, h);
+                            })
+                            .map_err(|e| e.to_string()),
+                        WalName::Backup { .. } => BackupLabel::parse(text.as_bytes())
+                            .map(|label| {
+                                meta.backups.push(Backup {
+                                    key: job.key.clone(),
+                                    name: job.name,
+                                    label,
+                                });
+                            })
+                            .map_err(|e| e.to_string()),
+                        WalName::Segment(_) | WalName::Partial(_) => Ok(()),
+                    };
+                    if let Err(e) = parsed {
+                        self.problems
+                            .push(Problem::file(ProblemKind::BadContent, &job.key, e));
                     }
                 }
-            },
-        )?;
+                Checked::Vanished => self
+                    .notes
+                    .push(format!("{}: removed while verifying", job.key)),
+                Checked::Problem(kind, detail) => {
+                    self.problems.push(Problem::file(kind, &job.key, detail))
+                }
+            }
+        })?;
         meta.backups
             .sort_by_key(|b| (b.label.start, b.label.timeline()));
         Ok(meta)
@@ -558,34 +562,26 @@ impl Run<'_> {
         }
         let total: u64 = jobs.iter().map(|j| j.size).sum();
         let bar = progress_bar(self.settings, total);
-        let identity = self.identity;
-        let check_any =
-            |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
-        pool(
-            jobs,
-            self.settings.jobs,
-            open,
-            &check_any,
-            |job, checked| {
-                if let Some(b) = &bar {
-                    b.inc(job.size);
+        let (workers, identity) = (self.settings.jobs, self.identity);
+        check_each(open, workers, identity, jobs, |job, checked| {
+            if let Some(b) = &bar {
+                b.inc(job.size);
+            }
+            segs.files += 1;
+            match checked {
+                Checked::Intact { original, .. } => segs.record(job, original),
+                Checked::Vanished => {
+                    self.notes
+                        .push(format!("{}: removed while verifying", job.key));
+                    segs.unusable(job);
                 }
-                segs.files += 1;
-                match checked {
-                    Checked::Intact { original, .. } => segs.record(job, original),
-                    Checked::Vanished => {
-                        self.notes
-                            .push(format!("{}: removed while verifying", job.key));
-                        segs.unusable(job);
-                    }
-                    Checked::Problem(kind, detail) => {
-                        segs.record(job, 0);
-                        self.problems.push(Problem::file(kind, &job.key, detail));
-                        segs.unusable(job);
-                    }
+                Checked::Problem(kind, detail) => {
+                    segs.record(job, 0);
+                    self.problems.push(Problem::file(kind, &job.key, detail));
+                    segs.unusable(job);
                 }
-            },
-        )?;
+            }
+        })?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
