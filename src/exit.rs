@@ -214,3 +214,36 @@ pub fn restore_panic_status(policy: ErrorPolicy) -> u8 {
         ErrorPolicy::Missing => FAILURE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn the_wal_name_is_prefixed_unless_the_error_names_that_file() {
+        const NAME: &str = "000000010000000000000005";
+        let storage = Error::Storage {
+            location: "/r".into(),
+            op: "read",
+            key: format!("wal/0000000100000000/{NAME}"),
+            source: io::Error::other("busy"),
+        };
+        assert!(naming(&storage, NAME).starts_with("repository /r"));
+        let restore_target = Error::Destination {
+            path: PathBuf::from("pg_wal/RECOVERYXLOG"),
+            source: io::Error::other("full"),
+        };
+        assert!(naming(&restore_target, NAME).starts_with(&format!("{NAME}: cannot write")));
+        let config = Error::Config("bad".into());
+        assert_eq!(naming(&config, NAME), format!("{NAME}: configuration: bad"));
+        // A message that merely contains the name somewhere does not count.
+        let metadata = Error::BadMetadata {
+            key: "IDENTITY".into(),
+            reason: format!("mentions {NAME}"),
+        };
+        assert!(naming(&metadata, NAME).starts_with(&format!("{NAME}: ")));
+    }
+}
