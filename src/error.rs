@@ -8,7 +8,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::codec::CodecError;
+use crate::codec::{CodecError, ReadError};
+use crate::wal::backup_label::BackupLabelError;
 use crate::wal::header::HeaderError;
 use crate::wal::name::InvalidWalName;
 
@@ -105,9 +106,86 @@ pub enum Error {
     /// without a result, a worker lock); not the input's fault.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// The command line is wrong (an argument missing, extra or malformed);
+    /// nothing was read or changed. The text is the message for the user.
+    #[error("{0}")]
+    Usage(String),
+
+    /// The archive location given to uxwal-cleanup is not a directory
+    /// (`pg_archivecleanup`'s message, checked before the file name).
+    #[error("archive location \"{location}\" does not exist")]
+    NoArchiveLocation { location: String },
+
+    /// OLDEST_KEPT is none of the names `pg_archivecleanup` takes; nothing was touched.
+    #[error("invalid file name argument {0:?} (expected a segment, <segment>.partial or <segment>.XXXXXXXX.backup)")]
+    InvalidCutoff(String),
+
+    /// A plain archive directory cannot be listed (`pg_archivecleanup`'s
+    /// "could not open archive location"); nothing was removed.
+    #[error("could not open archive location \"{location}\": {source}")]
+    ListLocation { location: String, source: io::Error },
+
+    /// Retention was asked for, but no `.backup` file says which WAL a base
+    /// backup needs; nothing was removed.
+    #[error("no backup history file (*.backup) in {location}: nothing tells which WAL a base backup needs, so nothing was removed (run pg_basebackup, or give OLDEST_KEPT)")]
+    NoBackupHistory { location: String },
+
+    /// A `.backup` file that cannot be read or understood: retention cannot be
+    /// computed safely, so nothing was removed.
+    #[error("backup history file {name}: {fault}; nothing was removed")]
+    BadBackupHistory { name: String, fault: BackupFault },
+
+    /// `uxwal-verify --backup` names no archived base backup (`label` `None`:
+    /// the newest, and there is none); `known` lists the ones there are.
+    #[error("no base backup {} in the archive; backups: {}",
+        label.as_ref().map_or("at all".to_owned(), |l| format!("labelled {l:?}")),
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    NoSuchBackup {
+        label: Option<String>,
+        known: Vec<String>,
+    },
+
+    /// The report could not be written to standard output.
+    #[error("cannot write the report: {0}")]
+    Output(io::Error),
+}
+
+/// Why a `.backup` file could not be used ([`Error::BadBackupHistory`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupFault {
+    #[error("listed, but gone when read (is another cleanup running?)")]
+    Vanished,
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Content(#[from] BackupLabelError),
 }
 
 impl Error {
+    /// The file name this error's message already contains, if any: the WAL
+    /// name it concerns, or the last component of the path or key it names.
+    /// Callers that must name the WAL file (the server log must say which
+    /// file failed) prefix it when this is not that file.
+    pub fn names_file(&self) -> Option<&str> {
+        match self {
+            Error::InvalidName(InvalidWalName(name)) => Some(name),
+            Error::Source { path, .. }
+            | Error::NotRegularFile { path }
+            | Error::SourceChanged { path, .. }
+            | Error::Destination { path, .. } => path.file_name().and_then(|f| f.to_str()),
+            Error::BadHeader { name, .. }
+            | Error::WrongCluster { name, .. }
+            | Error::WrongSegmentSize { name, .. }
+            | Error::Conflict { name, .. }
+            | Error::Corrupt { name, .. }
+            | Error::BadBackupHistory { name, .. } => Some(name),
+            Error::Storage { key, .. } => key.rsplit('/').next(),
+            _ => None,
+        }
+    }
+
     /// True when trying again may succeed: storage and destination I/O failures
     /// (a busy NFS server, a momentarily full disk), and damage seen while reading
     /// the archive (a re-read can differ when the fault was in transit).

@@ -22,13 +22,13 @@ pub const USAGE: u8 = 2;
 /// database stops recovery with this error in its log instead of ending recovery early.
 pub const ABORT_RECOVERY: u8 = 200;
 
-/// The message of `e`, naming `wal_name`: the server log must say which file failed.
+/// The message of `e`, naming `wal_name`: the server log must say which file
+/// failed, so it is prefixed unless the error already names that file.
 fn naming(e: &Error, wal_name: &str) -> String {
-    let msg = e.to_string();
-    if msg.contains(wal_name) {
-        msg
+    if e.names_file() == Some(wal_name) {
+        e.to_string()
     } else {
-        format!("{wal_name}: {msg}")
+        format!("{wal_name}: {e}")
     }
 }
 
@@ -76,13 +76,7 @@ pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy, wal_name: &
 /// line: [`USAGE`] for a bad command line, name or archive location (nothing was
 /// touched), [`FAILURE`] when listing, reading or some removal failed, else
 /// [`SUCCESS`]. The database only logs a WARNING for a nonzero exit.
-pub fn cleanup(
-    outcome: std::result::Result<
-        crate::commands::cleanup::Report,
-        crate::commands::cleanup::CleanupError,
-    >,
-) -> ExitCode {
-    use crate::commands::cleanup::CleanupError;
+pub fn cleanup(outcome: Result<crate::commands::cleanup::Report>) -> ExitCode {
     match outcome {
         Ok(report) if report.failed == 0 => ExitCode::from(SUCCESS),
         Ok(report) => {
@@ -93,7 +87,13 @@ pub fn cleanup(
             );
             ExitCode::from(FAILURE)
         }
-        Err(e @ CleanupError::Usage(_)) => {
+        Err(
+            e @ (Error::Usage(_)
+            | Error::NoArchiveLocation { .. }
+            | Error::InvalidCutoff(_)
+            | Error::UnsupportedLocation(_)
+            | Error::Config(_)),
+        ) => {
             tracing::error!("{e} (try \"uxwal-cleanup --help\")");
             ExitCode::from(USAGE)
         }
@@ -106,13 +106,9 @@ pub fn cleanup(
 
 /// Maps a verification to its exit code: [`SUCCESS`] only when nothing at all is
 /// wrong, [`FAILURE`] when a problem was found (the report names each), [`USAGE`]
-/// when it could not run (bad command line, or the repository cannot be read).
-pub fn verify(
-    outcome: std::result::Result<
-        crate::commands::verify::report::Report,
-        crate::commands::verify::VerifyError,
-    >,
-) -> ExitCode {
+/// when it could not run (bad command line, or the repository cannot be read):
+/// every error means it could not run, since problems found are in the report.
+pub fn verify(outcome: Result<crate::commands::verify::report::Report>) -> ExitCode {
     match outcome {
         Ok(report) if report.ok => ExitCode::from(SUCCESS),
         Ok(_) => ExitCode::from(FAILURE),
@@ -228,5 +224,38 @@ pub fn restore_panic_status(policy: ErrorPolicy) -> u8 {
     match policy {
         ErrorPolicy::Abort => ABORT_RECOVERY,
         ErrorPolicy::Missing => FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn the_wal_name_is_prefixed_unless_the_error_names_that_file() {
+        const NAME: &str = "000000010000000000000005";
+        let storage = Error::Storage {
+            location: "/r".into(),
+            op: "read",
+            key: format!("wal/0000000100000000/{NAME}"),
+            source: io::Error::other("busy"),
+        };
+        assert!(naming(&storage, NAME).starts_with("repository /r"));
+        let restore_target = Error::Destination {
+            path: PathBuf::from("pg_wal/RECOVERYXLOG"),
+            source: io::Error::other("full"),
+        };
+        assert!(naming(&restore_target, NAME).starts_with(&format!("{NAME}: cannot write")));
+        let config = Error::Config("bad".into());
+        assert_eq!(naming(&config, NAME), format!("{NAME}: configuration: bad"));
+        // A message that merely contains the name somewhere does not count.
+        let metadata = Error::BadMetadata {
+            key: "IDENTITY".into(),
+            reason: format!("mentions {NAME}"),
+        };
+        assert!(naming(&metadata, NAME).starts_with(&format!("{NAME}: ")));
     }
 }

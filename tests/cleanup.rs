@@ -878,3 +878,62 @@ fn acceptance_cases_through_an_s3_repository() {
         assert!(after.contains("FORMAT") && after.contains("IDENTITY"));
     }
 }
+
+/// Issue 13: `-x` stripping an "extension" that eats into a WAL name made
+/// `uxwal-cleanup --repo R -n -x 0000000000000002 000000010000000000000005`
+/// panic. The stripped name must be checked again, as pg_archivecleanup does:
+/// `…0002` becomes `00000001`, no WAL name, so it is left alone.
+#[test]
+fn issue_13_strip_extension_eating_into_names_does_not_panic() {
+    let seg = |s: u32| format!("0000000100000000000000{s:02X}");
+    let all: Vec<String> = (1..=6).map(seg).collect();
+    let files: Vec<_> = all
+        .iter()
+        .enumerate()
+        .map(|(i, n)| wal_file(n, i as u64))
+        .collect();
+    let site = archived_repo(&files);
+    let before = repo_files(&site);
+    let r = cleanup(&args(&[
+        "--repo",
+        &site.location,
+        "-n",
+        "-x",
+        "0000000000000002",
+        "000000010000000000000005",
+    ]));
+    assert!(
+        !r.stderr.contains("panicked") && !r.stderr.contains("internal error"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.code, 0, "a dry run that lists: {}", r.stderr);
+    assert!(
+        r.stderr.lines().count() <= 1,
+        "one line at most: {}",
+        r.stderr
+    );
+    let root = site.repo.display();
+    let listed: Vec<String> = [1, 3, 4]
+        .iter()
+        .map(|&s| format!("{root}/wal/0000000100000000/{}", seg(s)))
+        .collect();
+    assert_eq!(r.stdout.lines().collect::<Vec<_>>(), listed);
+    assert_eq!(repo_files(&site), before, "a dry run removes nothing");
+
+    // The same on a plain directory, side by side with pg_archivecleanup.
+    let dir = plain_dir(&all);
+    let d = dir.path().display().to_string();
+    let a = args(&["-n", "-x", "0000000000000002", &d, &seg(5)]);
+    let ours = cleanup(&a);
+    let theirs = run_in(&pg_archivecleanup(), &a, &[]);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    assert_eq!(theirs.code, 0, "{}", theirs.stderr);
+    let sorted = |out: &str| {
+        let mut l: Vec<String> = out.lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted(&ours.stdout), sorted(&theirs.stdout));
+    assert_eq!(remaining(dir.path()), set(&all));
+}

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::Common;
-use crate::commands::cleanup::{self, CleanupError, Target};
+use crate::commands::cleanup::{self, Target};
 use crate::config::ConfigFile;
+use crate::error::{Error, Result};
 
 const CLEANUP_EXIT: &str = "\
 Exit status:
@@ -96,20 +97,15 @@ impl CleanupCli {
 
     /// Combines the arguments, environment and configuration file, with
     /// `pg_archivecleanup`'s messages for missing and extra arguments.
-    pub fn settings(&self) -> Result<cleanup::Settings, CleanupError> {
-        let usage = |m: &str| CleanupError::Usage(m.to_owned());
-        let file = ConfigFile::load(self.common.config.as_deref())
-            .map_err(|e| CleanupError::Usage(e.to_string()))?;
-        let store = file
-            .store_options(self.common.deadline)
-            .map_err(|e| CleanupError::Usage(e.to_string()))?;
-        let configured = || -> Result<Option<String>, CleanupError> {
+    pub fn settings(&self) -> Result<cleanup::Settings> {
+        let usage = |m: &str| Error::Usage(m.to_owned());
+        let file = ConfigFile::load(self.common.config.as_deref())?;
+        let store = file.store_options(self.common.deadline)?;
+        let configured = || -> Result<Option<String>> {
             if self.common.repo.is_empty() && file.repo.is_none() {
                 return Ok(None);
             }
-            file.repo(&self.common.repo)
-                .map(Some)
-                .map_err(|e| CleanupError::Usage(e.to_string()))
+            file.repo(&self.common.repo).map(Some)
         };
         let no_location = "must specify archive location (ARCHIVE_LOCATION, --repo, UXWAL_REPO, or repo in the configuration file)";
         let retention = self.retain_backups.is_some() || self.older_than.is_some();
@@ -135,11 +131,7 @@ impl CleanupCli {
                     Some(_) => return Err(usage("must specify oldest kept WAL file")),
                 },
                 [one] => {
-                    let ext = self.strip_extension.as_deref();
-                    let stripped = match ext {
-                        Some(e) if one.len() > e.len() => one.strip_suffix(e).unwrap_or(one),
-                        _ => one,
-                    };
+                    let stripped = cleanup::trim_extension(one, self.strip_extension.as_deref());
                     // A single argument is OLDEST_KEPT when a repository is
                     // configured; a path (pg_archivecleanup DIR) lacks it.
                     let looks_like_name = cleanup::cutoff_segment(stripped).is_some();

@@ -3,9 +3,9 @@
 use clap::Parser;
 
 use super::Common;
-use crate::commands::verify::{self, BackupSelector, Scope, VerifyError};
+use crate::commands::verify::{self, BackupSelector, Scope};
 use crate::config::ConfigFile;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::wal::name::{SegmentName, WalName};
 
 const VERIFY_EXIT: &str = "\
@@ -64,11 +64,11 @@ pub struct VerifyCli {
     pub jobs: Option<u16>,
 }
 
-fn segment_arg(option: &str, value: &Option<String>) -> Result<Option<SegmentName>, VerifyError> {
+fn segment_arg(option: &str, value: &Option<String>) -> Result<Option<SegmentName>> {
     match value.as_deref().map(str::parse::<WalName>) {
         None => Ok(None),
         Some(Ok(WalName::Segment(s))) => Ok(Some(s)),
-        Some(_) => Err(VerifyError::Usage(format!(
+        Some(_) => Err(Error::Usage(format!(
             "{option} {:?}: expected a 24-digit upper-case hex segment name",
             value.as_deref().unwrap_or("")
         ))),
@@ -77,7 +77,7 @@ fn segment_arg(option: &str, value: &Option<String>) -> Result<Option<SegmentNam
 
 impl VerifyCli {
     /// Combines the command line, environment and configuration file.
-    pub fn settings(&self) -> Result<verify::Settings, VerifyError> {
+    pub fn settings(&self) -> Result<verify::Settings> {
         let file = ConfigFile::load(self.common.config.as_deref())?;
         let repo = file.repo(&self.common.repo)?;
         // The file's `deadline` is sized for one WAL file; reading a whole archive
@@ -97,7 +97,7 @@ impl VerifyCli {
         };
         if let (Some(f), Some(t)) = (&scope.from, &scope.to) {
             if (f.log, f.seg) > (t.log, t.seg) {
-                return Err(VerifyError::Usage(format!("--from {f} is after --to {t}")));
+                return Err(Error::Usage(format!("--from {f} is after --to {t}")));
             }
         }
         Ok(verify::Settings {

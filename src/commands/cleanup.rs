@@ -31,22 +31,21 @@
 //! handled through its layout (`docs/FORMAT.md`).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::codec::{self, ReadError};
-use crate::error::Error;
+use crate::error::{BackupFault, Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{Entry, Repository};
-use crate::wal::name::WalName;
+use crate::wal::backup_label::{self, BackupLabel, BackupLabelError};
+use crate::wal::lsn::Lsn;
+use crate::wal::name::{is_backup_history_file_name, SegmentName, WalName};
 
 /// Files removed per call to the storage: S3's bulk delete takes at most 1000
 /// keys, and a local batch fsyncs each directory once.
 const BATCH: usize = 1000;
-
-/// A backup history file is a few hundred bytes; anything much larger is not one.
-const MAX_BACKUP_FILE: u64 = 64 * 1024;
 
 /// What to clean and how.
 #[derive(Debug, Clone)]
@@ -86,68 +85,29 @@ pub struct Report {
     pub failed: usize,
 }
 
-/// Why cleaning did not run (or did not finish).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CleanupError {
-    /// Invalid command line, name or archive location: nothing was touched
-    /// (`pg_archivecleanup` exits 2 for these).
-    #[error("{0}")]
-    Usage(String),
-    /// The repository could not be listed or read; nothing was removed.
-    #[error(transparent)]
-    Repository(#[from] Error),
-    /// `pg_archivecleanup`'s "could not open archive location".
-    #[error("could not open archive location \"{location}\": {source}")]
-    List { location: String, source: io::Error },
-    /// Retention asked for, but there is no `.backup` file to say what a backup needs.
-    #[error("no backup history file (*.backup) in {0}: nothing tells which WAL a base backup needs, so nothing was removed (run pg_basebackup, or give OLDEST_KEPT)")]
-    NoBackups(String),
-    /// A `.backup` file that cannot be read or understood: retention cannot be
-    /// computed safely, so nothing was removed.
-    #[error("backup history file {name}: {reason}; nothing was removed")]
-    BadBackup { name: String, reason: String },
-}
-
-impl CleanupError {
-    fn usage(msg: impl Into<String>) -> Self {
-        CleanupError::Usage(msg.into())
-    }
-}
-
 /// Removes what `settings` selects, printing dry-run names to `out`.
-pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<Report, CleanupError> {
+pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<Report> {
     let local = local_path(&settings.location);
     // pg_archivecleanup checks the location before the name.
     if let Some(dir) = &local {
         if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
-            return Err(CleanupError::usage(format!(
-                "archive location \"{}\" does not exist",
-                settings.location
-            )));
+            return Err(Error::NoArchiveLocation {
+                location: settings.location.clone(),
+            });
         }
     }
     let cutoff = match &settings.target {
         Target::OldestKept(name) => {
             let trimmed = trim_extension(name, settings.strip_extension.as_deref());
-            Some(
-                cutoff_segment(trimmed)
-                    .ok_or_else(|| CleanupError::usage("invalid file name argument"))?,
-            )
+            Some(cutoff_segment(trimmed).ok_or_else(|| Error::InvalidCutoff(name.clone()))?)
         }
         Target::Retention { .. } => None,
     };
-    let repo = Repository::open_with(&settings.location, &settings.store).map_err(|e| match e {
-        Error::UnsupportedLocation(_) | Error::Config(_) => CleanupError::usage(e.to_string()),
-        other => other.into(),
-    })?;
-    let archive = match repo.check_format() {
-        Ok(()) => Archive::Layout(repo),
-        Err(Error::NotARepository { .. }) if local.is_some() => Archive::Plain {
-            dir: local.expect("checked"),
-            repo,
-        },
-        Err(e) => return Err(e.into()),
+    let repo = Repository::open_with(&settings.location, &settings.store)?;
+    let archive = match (repo.check_format(), local) {
+        (Ok(()), _) => Archive::Layout(repo),
+        (Err(Error::NotARepository { .. }), Some(dir)) => Archive::Plain { dir, repo },
+        (Err(e), _) => return Err(e),
     };
     let cleaner = Cleaner {
         settings,
@@ -176,8 +136,10 @@ enum Archive {
 /// One removable file.
 #[derive(Debug, Clone)]
 struct Candidate {
-    /// The WAL name, any `-x` extension stripped: what the rule compares.
+    /// The WAL name, any `-x` extension stripped.
     name: String,
+    /// The segment part of `name`: what the rule compares.
+    segment: SegmentName,
     /// What to pass to the storage's delete.
     key: String,
     modified: Option<SystemTime>,
@@ -185,10 +147,35 @@ struct Candidate {
 }
 
 impl Candidate {
-    /// Position in WAL (log and seg parts), then timeline, then the suffix.
-    fn order(&self) -> (&str, &str, &str) {
-        (&self.name[8..24], &self.name[..8], &self.name[24..])
+    /// A file `pg_archivecleanup` considers (its step 4): `name` (`-x` already
+    /// stripped) is a segment, a `.partial` or a backup history file name.
+    fn new(name: &str, key: String, modified: Option<SystemTime>) -> Option<Candidate> {
+        let (segment, is_backup) = match name.parse::<WalName>() {
+            Ok(WalName::Segment(s) | WalName::Partial(s)) => (s, false),
+            _ if is_backup_history_file_name(name) => (SegmentName::parse_prefix(name)?, true),
+            _ => return None,
+        };
+        Some(Candidate {
+            name: name.to_owned(),
+            segment,
+            key,
+            modified,
+            is_backup,
+        })
     }
+
+    /// Position in WAL (log and seg parts), then timeline, then the name's suffix.
+    fn order(&self) -> (u32, u32, u32, &str) {
+        let s = self.segment;
+        (s.log, s.seg, s.timeline, &self.name)
+    }
+}
+
+/// `pg_archivecleanup`'s rule, `strcmp(name + 8, cutoff + 8) < 0`: the names are
+/// upper-case hex of fixed width, so this compares the log and seg parts as
+/// numbers, timeline ignored; a longer name in the cutoff's segment sorts after it.
+fn before(segment: SegmentName, cutoff: SegmentName) -> bool {
+    (segment.log, segment.seg) < (cutoff.log, cutoff.seg)
 }
 
 /// A base backup, from its archived `.backup` file.
@@ -197,8 +184,8 @@ struct Backup {
     /// The `.backup` file name.
     name: String,
     /// The segment holding START WAL LOCATION: the first one the backup needs.
-    start_segment: String,
-    start_lsn: u64,
+    start_segment: SegmentName,
+    start_lsn: Lsn,
     /// `YYYY-MM-DD HH:MM:SS` of START TIME (the zone dropped), for ordering.
     start_time: String,
 }
@@ -210,38 +197,35 @@ struct Cleaner<'a> {
 }
 
 impl Cleaner<'_> {
-    fn run(&self, cutoff: Option<String>, out: &mut dyn Write) -> Result<Report, CleanupError> {
+    fn run(&self, cutoff: Option<SegmentName>, out: &mut dyn Write) -> Result<Report> {
         // %r = 000000000000000000000000 (cleanup disabled) removes nothing: don't even list.
-        if cutoff
-            .as_deref()
-            .is_some_and(|c| c[8..].bytes().all(|b| b == b'0'))
-        {
-            tracing::debug!(
-                "nothing sorts before {}: nothing to remove",
-                cutoff.unwrap()
-            );
+        if let Some(c) = cutoff.filter(|c| c.log == 0 && c.seg == 0) {
+            tracing::debug!("nothing sorts before {c}: nothing to remove");
             return Ok(Report::default());
         }
         let all = self.list()?;
-        let (cutoff, older_than) = match (&self.settings.target, cutoff) {
-            (_, Some(cutoff)) => (cutoff, None),
+        let (cutoff, older_than) = match (cutoff, &self.settings.target) {
+            (Some(cutoff), _) => (cutoff, None),
             (
+                None,
                 Target::Retention {
                     retain_backups,
                     older_than,
                 },
-                None,
             ) => (self.retention_cutoff(&all, *retain_backups)?, *older_than),
-            (Target::OldestKept(_), None) => unreachable!("parsed before"),
+            // `run` gives every OLDEST_KEPT its cutoff; without one, remove nothing.
+            (None, Target::OldestKept(name)) => {
+                return Err(Error::InvalidCutoff(name.clone()));
+            }
         };
         tracing::debug!(
             "keeping WAL file \"{}\" and later",
-            self.display(&self.cut_display(&cutoff))
+            self.display(&self.cut_display(cutoff))
         );
         let mut selected: Vec<Candidate> = all
             .into_iter()
             .filter(|c| !c.is_backup || self.settings.clean_backup_history)
-            .filter(|c| c.name[8..] < cutoff[8..])
+            .filter(|c| before(c.segment, cutoff))
             .collect();
         selected.sort_by(|a, b| a.order().cmp(&b.order()));
         if let Some(age) = older_than {
@@ -252,28 +236,26 @@ impl Cleaner<'_> {
                 (Some(m), Some(l)) => m < l,
                 _ => false,
             };
-            let keep_from = selected
-                .iter()
-                .position(|c| !old_enough(c))
-                .unwrap_or(selected.len());
-            if keep_from < selected.len() {
-                tracing::debug!(
-                    "keeping \"{}\" and later: archived less than {} ago",
-                    self.display(&selected[keep_from].key),
-                    format_duration(age)
-                );
+            if let Some(keep_from) = selected.iter().position(|c| !old_enough(c)) {
+                if let Some(first_kept) = selected.get(keep_from) {
+                    tracing::debug!(
+                        "keeping \"{}\" and later: archived less than {} ago",
+                        self.display(&first_kept.key),
+                        format_duration(age)
+                    );
+                }
+                selected.truncate(keep_from);
             }
-            selected.truncate(keep_from);
         }
         self.remove(&selected, out)
     }
 
     /// How the cutoff appears in the "keeping" message: as pg_archivecleanup
     /// prints it for a plain directory, at its layout key for a repository.
-    fn cut_display(&self, cutoff: &str) -> String {
+    fn cut_display(&self, cutoff: SegmentName) -> String {
         match &self.archive {
-            Archive::Plain { .. } => cutoff.to_owned(),
-            Archive::Layout(_) => format!("wal/{}/{cutoff}", &cutoff[..16]),
+            Archive::Plain { .. } => cutoff.to_string(),
+            Archive::Layout(_) => Repository::key(&WalName::Segment(cutoff)),
         }
     }
 
@@ -287,7 +269,7 @@ impl Cleaner<'_> {
 
     /// Every WAL-family file that the rule may consider (segments, `.partial`,
     /// `.backup`), listed once.
-    fn list(&self) -> Result<Vec<Candidate>, CleanupError> {
+    fn list(&self) -> Result<Vec<Candidate>> {
         let ext = self.settings.strip_extension.as_deref();
         match &self.archive {
             Archive::Layout(repo) => {
@@ -296,23 +278,21 @@ impl Cleaner<'_> {
                     let Entry::Wal(name) = Repository::classify(&listed.key) else {
                         continue;
                     };
-                    let is_backup = match name {
-                        WalName::Segment(_) | WalName::Partial(_) => false,
-                        WalName::Backup { .. } => true,
-                        WalName::History { .. } => continue,
-                    };
-                    let base = listed.key.rsplit('/').next().unwrap_or(&listed.key);
-                    found.push(Candidate {
-                        name: trim_extension(base, ext).to_owned(),
-                        key: listed.key.clone(),
-                        modified: listed.modified,
-                        is_backup,
-                    });
+                    if let WalName::History { .. } = name {
+                        continue;
+                    }
+                    // The name is checked again once `-x` is stripped, as
+                    // pg_archivecleanup does: `-x 0000000000000002` turns
+                    // `…0002` into `00000001`, which is no WAL name (issue 13).
+                    let base = name.to_string();
+                    let candidate =
+                        Candidate::new(trim_extension(&base, ext), listed.key, listed.modified);
+                    found.extend(candidate);
                 }
                 Ok(found)
             }
             Archive::Plain { dir, .. } => {
-                let list_error = |source| CleanupError::List {
+                let list_error = |source| Error::ListLocation {
                     location: self.display_root.clone(),
                     source,
                 };
@@ -331,24 +311,13 @@ impl Cleaner<'_> {
                         continue;
                     };
                     let name = trim_extension(&file, ext);
-                    let is_backup = if is_segment(name) || is_partial(name) {
-                        false
-                    } else if is_backup_history(name) {
-                        true
-                    } else {
+                    let Some(mut candidate) = Candidate::new(name, file.clone(), None) else {
                         continue;
                     };
-                    let modified = if need_times {
-                        entry.metadata().ok().and_then(|m| m.modified().ok())
-                    } else {
-                        None
-                    };
-                    found.push(Candidate {
-                        name: name.to_owned(),
-                        key: file.clone(),
-                        modified,
-                        is_backup,
-                    });
+                    if need_times {
+                        candidate.modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+                    }
+                    found.push(candidate);
                 }
                 Ok(found)
             }
@@ -356,13 +325,15 @@ impl Cleaner<'_> {
     }
 
     /// The oldest start segment among the retained backups.
-    fn retention_cutoff(&self, all: &[Candidate], keep: u32) -> Result<String, CleanupError> {
+    fn retention_cutoff(&self, all: &[Candidate], keep: u32) -> Result<SegmentName> {
         let mut backups = Vec::new();
         for c in all.iter().filter(|c| c.is_backup) {
             backups.push(self.read_backup(c)?);
         }
         if backups.is_empty() {
-            return Err(CleanupError::NoBackups(self.display_root.clone()));
+            return Err(Error::NoBackupHistory {
+                location: self.display_root.clone(),
+            });
         }
         let retained = newest_backups(&backups, keep as usize);
         if backups.len() < keep as usize {
@@ -373,35 +344,44 @@ impl Cleaner<'_> {
         }
         for b in &retained {
             tracing::debug!(
-                "retaining base backup {} (started {} at {:X}/{:X})",
+                "retaining base backup {} (started {} at {})",
                 b.name,
                 b.start_time,
-                b.start_lsn >> 32,
-                b.start_lsn & 0xFFFF_FFFF
+                b.start_lsn
             );
         }
-        let oldest = retained
+        // The oldest start position, timeline ignored as the rule ignores it.
+        retained
             .iter()
-            .min_by(|a, b| a.start_segment[8..].cmp(&b.start_segment[8..]))
-            .expect("at least one retained");
-        Ok(oldest.start_segment.clone())
+            .map(|b| b.start_segment)
+            .min_by_key(|s| (s.log, s.seg))
+            .ok_or_else(|| Error::NoBackupHistory {
+                location: self.display_root.clone(),
+            })
     }
 
-    fn read_backup(&self, c: &Candidate) -> Result<Backup, CleanupError> {
-        let bad = |reason: String| CleanupError::BadBackup {
+    fn read_backup(&self, c: &Candidate) -> Result<Backup> {
+        let bad = |fault: BackupFault| Error::BadBackupHistory {
             name: c.name.clone(),
-            reason,
+            fault,
         };
+        let too_large = |len: u64| {
+            bad(BackupFault::Content(BackupLabelError::TooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            }))
+        };
+        // Read one byte more than the parser accepts, so that it sees a file too large.
+        let limit = backup_label::MAX_LEN as u64 + 1;
         let text = match &self.archive {
             Archive::Layout(repo) => {
-                let mut obj = repo.get(&c.key)?.ok_or_else(|| {
-                    bad("listed, but gone when read (is another cleanup running?)".into())
-                })?;
-                let map = |e: ReadError| bad(e.to_string());
+                let mut obj = repo
+                    .get(&c.key)?
+                    .ok_or_else(|| bad(BackupFault::Vanished))?;
+                let map = |e: ReadError| bad(BackupFault::Read(e));
                 let (format, trailer, payload) =
                     codec::read_trailer(&mut obj.reader, obj.len).map_err(map)?;
-                if trailer.size > MAX_BACKUP_FILE {
-                    return Err(bad(format!("{} bytes is too large", trailer.size)));
+                if trailer.size >= limit {
+                    return Err(too_large(trailer.size));
                 }
                 let mut bytes = Vec::new();
                 codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut bytes)
@@ -411,17 +391,27 @@ impl Cleaner<'_> {
             Archive::Plain { dir, .. } => {
                 let mut bytes = Vec::new();
                 fs::File::open(dir.join(&c.key))
-                    .and_then(|f| f.take(MAX_BACKUP_FILE).read_to_end(&mut bytes))
-                    .map_err(|e| bad(e.to_string()))?;
+                    .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+                    .map_err(|e| bad(BackupFault::Read(ReadError::Io(e))))?;
                 bytes
             }
         };
-        let text = String::from_utf8(text).map_err(|_| bad("not text".into()))?;
-        parse_backup_file(&c.name, &text).map_err(bad)
+        let label = BackupLabel::parse(&text)
+            .and_then(|l| l.check_name(c.segment, &c.name).map(|()| l))
+            .map_err(|e| bad(BackupFault::Content(e)))?;
+        Ok(Backup {
+            name: c.name.clone(),
+            start_segment: label.start_segment,
+            start_lsn: label.start,
+            start_time: label
+                .start_time
+                .map(|t| t.chars().take(19).collect())
+                .unwrap_or_default(),
+        })
     }
 
     /// Removes `selected` (already in order), oldest first, in batches.
-    fn remove(&self, selected: &[Candidate], out: &mut dyn Write) -> Result<Report, CleanupError> {
+    fn remove(&self, selected: &[Candidate], out: &mut dyn Write) -> Result<Report> {
         let mut report = Report::default();
         if self.settings.dry_run {
             for c in selected {
@@ -488,104 +478,38 @@ fn newest_backups(backups: &[Backup], n: usize) -> Vec<Backup> {
     kept
 }
 
-/// Reads the fields retention needs from a backup history file
-/// (`do_pg_backup_stop` writes `KEY: value` lines), checking them against its name.
-fn parse_backup_file(name: &str, text: &str) -> Result<Backup, String> {
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
-    };
-    let location = field("START WAL LOCATION").ok_or("no START WAL LOCATION line")?;
-    // "0/2000028 (file 000000010000000000000002)"
-    let (lsn, file) = location
-        .split_once(" (file ")
-        .and_then(|(lsn, rest)| Some((lsn.trim(), rest.strip_suffix(')')?)))
-        .ok_or_else(|| format!("cannot parse START WAL LOCATION {location:?}"))?;
-    let start_lsn = parse_lsn(lsn).ok_or_else(|| format!("cannot parse LSN {lsn:?}"))?;
-    if !is_segment(file) || !name.starts_with(file) {
-        return Err(format!(
-            "START WAL LOCATION names segment {file:?}, but the file is named {name}"
-        ));
-    }
-    if let Some(tli) = field("START TIMELINE") {
-        let tli: u32 = tli
-            .parse()
-            .map_err(|_| format!("cannot parse START TIMELINE {tli:?}"))?;
-        if format!("{tli:08X}") != file[..8] {
-            return Err(format!(
-                "START TIMELINE {tli} does not match segment {file}"
-            ));
-        }
-    }
-    let start_time = field("START TIME")
-        .map(|t| t.chars().take(19).collect())
-        .unwrap_or_default();
-    Ok(Backup {
-        name: name.to_owned(),
-        start_segment: file.to_owned(),
-        start_lsn,
-        start_time,
-    })
-}
-
-/// `X/Y` in hex, as PostgreSQL prints an LSN.
-fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.split_once('/')?;
-    let hi = u32::from_str_radix(hi, 16).ok()?;
-    let lo = u32::from_str_radix(lo, 16).ok()?;
-    Some((u64::from(hi) << 32) | u64::from(lo))
-}
-
 /// `pg_archivecleanup`'s TrimExtension: drop `ext` when the name is longer and ends with it.
-fn trim_extension<'a>(name: &'a str, ext: Option<&str>) -> &'a str {
+pub fn trim_extension<'a>(name: &'a str, ext: Option<&str>) -> &'a str {
     match ext {
         Some(ext) if name.len() > ext.len() => name.strip_suffix(ext).unwrap_or(name),
         _ => name,
     }
 }
 
-fn upper_hex(b: &[u8]) -> bool {
-    b.iter()
-        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c))
-}
-
-/// `IsXLogFileName`: 24 upper-case hex digits.
-fn is_segment(s: &str) -> bool {
-    s.len() == 24 && upper_hex(s.as_bytes())
-}
-
-/// `IsPartialXLogFileName`: a segment name followed by `.partial`.
-fn is_partial(s: &str) -> bool {
-    s.len() == 32 && upper_hex(&s.as_bytes()[..24]) && &s[24..] == ".partial"
-}
-
-/// `IsBackupHistoryFileName`: exactly 24 leading upper-case hex digits, ending in `.backup`.
-fn is_backup_history(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() > 24 && upper_hex(&b[..24]) && !upper_hex(&b[24..25]) && s.ends_with(".backup")
-}
-
 /// The cutoff segment named by `OLDEST_KEPT` (already stripped of `-x EXT`), as
 /// `pg_archivecleanup`'s SetWALFileNameForCleanup takes it: a segment name, or
 /// the 24-digit prefix of a `.partial` or `<segment>.<offset>.backup` name
 /// (those sort after their own segment, so the full name would remove it).
-pub fn cutoff_segment(name: &str) -> Option<String> {
-    if is_segment(name) {
-        return Some(name.to_owned());
+pub fn cutoff_segment(name: &str) -> Option<SegmentName> {
+    if let Ok(WalName::Segment(s) | WalName::Partial(s)) = name.parse::<WalName>() {
+        return Some(s);
     }
-    let backup_with_offset = || {
-        is_backup_history(name)
-            && name.as_bytes()[24] == b'.'
-            && name.as_bytes().get(25).is_some_and(u8::is_ascii_hexdigit)
-    };
-    (is_partial(name) || backup_with_offset()).then(|| name[..24].to_owned())
+    // pg_archivecleanup's sscanf wants a dot and a hex digit after the segment
+    // (it reads the "b" of a bare ".backup" as one).
+    let dot_hex = matches!(name.as_bytes().get(24..26), Some([b'.', h]) if h.is_ascii_hexdigit());
+    (dot_hex && is_backup_history_file_name(name))
+        .then(|| SegmentName::parse_prefix(name))
+        .flatten()
 }
 
+/// A `--older-than` value that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: use a number with a unit, s, m, h, d or w (e.g. 7d, 12h, 1d12h)")]
+pub struct InvalidDuration(pub String);
+
 /// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `2w` or `1d12h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("invalid duration {text:?}: use a number with a unit, s, m, h, d or w (e.g. 7d, 12h, 1d12h)")
-    };
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, InvalidDuration> {
+    let bad = || InvalidDuration(text.to_owned());
     let mut total: u64 = 0;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -596,8 +520,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+        let (number, after) = rest.split_at_checked(digits).ok_or_else(bad)?;
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let mut after = after.chars();
+        let unit = after.next().ok_or_else(bad)?;
         let secs = match unit {
             's' => 1,
             'm' => 60,
@@ -610,7 +536,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .checked_mul(secs)
             .and_then(|s| total.checked_add(s))
             .ok_or_else(bad)?;
-        rest = &rest[digits + unit.len_utf8()..];
+        rest = after.as_str();
     }
     Ok(Duration::from_secs(total))
 }
@@ -651,6 +577,8 @@ mod tests {
             (format!("{A}0E.partial"), Some(format!("{A}0E"))),
             (format!("{A}0E.00000020.backup"), Some(format!("{A}0E"))),
             (format!("{A}0e"), None),
+            (format!("{A}0E\u{e9}"), None),
+            (format!("{A}0\u{e9}.backup"), None),
             // pg_archivecleanup's sscanf reads the "b" of "backup" as the hex offset.
             (format!("{A}0E.backup"), Some(format!("{A}0E"))),
             (format!("{A}0E.xyz.backup"), None),
@@ -659,7 +587,7 @@ mod tests {
             ("foo".to_owned(), None),
             (String::new(), None),
         ] {
-            assert_eq!(cutoff_segment(&arg), cut, "{arg}");
+            assert_eq!(cutoff_segment(&arg).map(|s| s.to_string()), cut, "{arg}");
         }
         assert_eq!(trim_extension("x.gz", Some(".gz")), "x");
         assert_eq!(trim_extension(".gz", Some(".gz")), ".gz");
@@ -667,43 +595,39 @@ mod tests {
     }
 
     #[test]
-    fn family_names() {
-        assert!(is_segment(&format!("{A}0D")));
-        assert!(is_partial(&format!("{A}0D.partial")));
-        assert!(is_backup_history(&format!("{A}0D.backup")));
-        assert!(is_backup_history(&format!("{A}0D.00000028.backup")));
-        assert!(!is_backup_history(&format!("{A}0D0.backup")));
-        assert!(!is_segment("unrelated_file"));
-        assert!(!is_partial(&format!("{A}0d.partial")));
-    }
-
-    #[test]
-    fn backup_files_are_parsed_and_checked_against_their_name() {
-        let text = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
-                    STOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n\
-                    CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\n\
-                    BACKUP FROM: primary\nSTART TIME: 2026-11-21 22:08:37 UTC\n\
-                    LABEL: x\nSTART TIMELINE: 1\n";
-        let name = "000000010000000000000002.00000028.backup";
-        let b = parse_backup_file(name, text).unwrap();
-        assert_eq!(b.start_segment, "000000010000000000000002");
-        assert_eq!(b.start_lsn, 0x2000028);
-        assert_eq!(b.start_time, "2026-11-21 22:08:37");
-        assert!(parse_backup_file("000000010000000000000003.00000028.backup", text).is_err());
-        assert!(parse_backup_file(
-            name,
-            &text.replace("START TIMELINE: 1", "START TIMELINE: 2")
-        )
-        .is_err());
-        assert!(parse_backup_file(name, "LABEL: x\n").is_err());
+    fn candidates_are_what_pg_archivecleanup_considers() {
+        let is = |name: &str| Candidate::new(name, name.to_owned(), None).map(|c| c.is_backup);
+        assert_eq!(is(&format!("{A}0D")), Some(false));
+        assert_eq!(is(&format!("{A}0D.partial")), Some(false));
+        assert_eq!(is(&format!("{A}0D.backup")), Some(true));
+        assert_eq!(is(&format!("{A}0D.00000028.backup")), Some(true));
+        for not in [
+            format!("{A}0D0.backup"),
+            format!("{A}0d.partial"),
+            "unrelated_file".to_owned(),
+            "00000001".to_owned(),
+            "00000002.history".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(is(&not), None, "{not:?}");
+        }
+        let cut = cutoff_segment(&format!("{A}0E")).unwrap();
+        let c = |n: &str| Candidate::new(n, n.to_owned(), None).unwrap().segment;
+        assert!(before(c(&format!("{A}0D.partial")), cut));
+        assert!(
+            before(c("00000002000000370000000D"), cut),
+            "timeline ignored"
+        );
+        assert!(!before(c(&format!("{A}0E.00000028.backup")), cut));
+        assert!(!before(c(&format!("{A}0F")), cut));
     }
 
     #[test]
     fn newest_backups_keep_both_orders() {
         let b = |name: &str, lsn: u64, time: &str| Backup {
             name: name.into(),
-            start_segment: name[..24].into(),
-            start_lsn: lsn,
+            start_segment: SegmentName::parse_prefix(name).unwrap(),
+            start_lsn: Lsn(lsn),
             start_time: time.into(),
         };
         let old = b(
@@ -734,6 +658,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(
+            parse_duration("2w3s"),
+            Ok(Duration::from_secs(14 * 86_400 + 3))
+        );
         assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(36 * 3600)));
@@ -746,6 +674,8 @@ mod tests {
             "-1d",
             "1.5h",
             "99999999999999999999w",
+            "1\u{e9}",
+            "1d\u{e9}",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
@@ -764,9 +694,19 @@ mod tests {
         }
 
         #[test]
-        fn cutoff_is_always_a_segment_prefix(s in "[0-9A-Fa-f.a-z]{0,40}") {
+        fn cutoff_is_always_a_segment_prefix(s in "[0-9A-Fa-f.a-z]{0,40}|\\PC{0,40}") {
             if let Some(cut) = cutoff_segment(&s) {
-                prop_assert!(is_segment(&cut) && s.starts_with(&cut));
+                prop_assert!(s.starts_with(&cut.to_string()));
+            }
+        }
+
+        #[test]
+        fn any_stripped_extension_leaves_candidates_well_formed(name in "[0-9A-F]{24}(\\.partial|\\.[0-9A-F]{8}\\.backup)?", ext in "\\PC{0,30}") {
+            // Issue 13: -x may eat into a WAL name; what remains is checked again.
+            let trimmed = trim_extension(&name, Some(&ext));
+            if let Some(c) = Candidate::new(trimmed, name.clone(), None) {
+                prop_assert!(c.name.starts_with(&c.segment.to_string()));
+                let _ = c.order();
             }
         }
     }

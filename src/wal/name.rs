@@ -69,10 +69,17 @@ impl SegmentName {
         if s.len() != 24 {
             return None;
         }
+        Self::parse_prefix(s)
+    }
+
+    /// The segment named by the first 24 characters of `s`, whatever follows
+    /// (as `pg_archivecleanup` takes the segment part of a longer name).
+    pub fn parse_prefix(s: &str) -> Option<Self> {
+        // `get` instead of slicing: `s` may hold multi-byte characters.
         Some(SegmentName {
-            timeline: parse_hex8(&s[0..8])?,
-            log: parse_hex8(&s[8..16])?,
-            seg: parse_hex8(&s[16..24])?,
+            timeline: parse_hex8(s.get(0..8)?)?,
+            log: parse_hex8(s.get(8..16)?)?,
+            seg: parse_hex8(s.get(16..24)?)?,
         })
     }
 }
@@ -149,11 +156,24 @@ fn parse(s: &str) -> Option<WalName> {
     SegmentName::parse(s).map(WalName::Segment)
 }
 
+/// PostgreSQL's `IsBackupHistoryFileName` (`xlog_internal.h`), which
+/// `pg_archivecleanup` uses to pick the files it considers: 24 upper-case hex
+/// digits, then something that is not one, ending in `.backup`. Looser than
+/// [`WalName::Backup`] (`<segment>.backup` passes): for recognising the files
+/// `pg_archivecleanup` would, never for naming one.
+pub fn is_backup_history_file_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex_prefix = b.iter().take_while(|&&c| is_upper_hex(c)).count() == 24;
+    b.len() > 24 && hex_prefix && s.ends_with(".backup")
+}
+
+fn is_upper_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'A'..=b'F').contains(&b)
+}
+
 /// Exactly eight upper-case hex digits (PostgreSQL writes `%08X`; `IsXLogFileName` rejects lower case).
 fn parse_hex8(s: &str) -> Option<u32> {
-    let ok = s.len() == 8
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+    let ok = s.len() == 8 && s.bytes().all(is_upper_hex);
     ok.then(|| u32::from_str_radix(s, 16).ok()).flatten()
 }
 
@@ -205,12 +225,38 @@ mod tests {
         }
 
         #[test]
+        fn prefix_parser_never_panics(s in "\\PC{0,30}") {
+            if let Some(seg) = SegmentName::parse_prefix(&s) {
+                prop_assert!(s.starts_with(&seg.to_string()));
+            }
+            let _ = is_backup_history_file_name(&s);
+        }
+
+        #[test]
         fn parser_never_panics_and_accepts_only_safe_names(s in "\\PC{0,48}") {
             if let Ok(name) = s.parse::<WalName>() {
                 prop_assert!(!s.contains('/') && !s.contains(".."));
                 prop_assert_eq!(name.to_string(), s);
             }
         }
+    }
+
+    #[test]
+    fn backup_history_file_names_as_pg_archivecleanup_sees_them() {
+        const A: &str = "0000000100000037000000";
+        assert!(is_backup_history_file_name(&format!("{A}0D.backup")));
+        assert!(is_backup_history_file_name(&format!(
+            "{A}0D.00000028.backup"
+        )));
+        assert!(!is_backup_history_file_name(&format!("{A}0D0.backup")));
+        assert!(!is_backup_history_file_name(&format!("{A}0d.backup")));
+        assert!(!is_backup_history_file_name(&format!("{A}0D")));
+        assert!(!is_backup_history_file_name(".backup"));
+        assert_eq!(
+            SegmentName::parse_prefix(&format!("{A}0D.backup")).map(|s| (s.timeline, s.log, s.seg)),
+            Some((1, 0x37, 0x0D))
+        );
+        assert_eq!(SegmentName::parse_prefix("000000010000000000000é00"), None);
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! alone ([`timeline`]). Every problem names its file or missing range
 //! ([`report`]). The result is only "ok" when nothing at all is wrong: exit 0
 //! means the archive can be trusted.
+//!
+//! [`verify`] runs the phases in order, one function each: list (sort the
+//! listing into files to read), check (read the history and backup files,
+//! then the segments in scope), continuity (what each timeline lacks),
+//! backups (whether each base backup restores) and report (put it together).
 
 pub mod check;
 pub mod report;
@@ -23,7 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::durable::STAGING_SUFFIX;
 use crate::error::{Error, Result};
 use crate::repo::remote::{Scheme, StoreOptions};
-use crate::repo::{Entry, Listed, Repository};
+use crate::repo::{Entry, Identity, Listed, Repository};
+use crate::wal::backup_label::BackupLabel;
+use crate::wal::history::{self, Fork};
 use crate::wal::name::{SegmentName, WalName};
 
 use check::Checked;
@@ -31,7 +38,7 @@ use report::{
     BackupReport, Gap, IdentityReport, Problem, ProblemKind, Report, ScopeReport, Summary,
     TimelineReport, SCHEMA_VERSION,
 };
-use timeline::{Archived, BackupInfo, Fork, Tree};
+use timeline::{Archived, Span, Tree};
 
 /// A staging file younger than this may belong to an archive still running
 /// (one segment takes well under a second), so it is noted, not reported.
@@ -82,17 +89,6 @@ pub struct Settings {
     pub progress: bool,
 }
 
-/// Why verification could not run (exit 2); problems found are in the [`Report`].
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Repository(#[from] Error),
-    #[error("cannot write the report: {0}")]
-    Output(io::Error),
-}
-
 /// The default number of objects read at once: one per core locally (decoding
 /// is CPU-bound), more on object storage (requests wait on the network).
 pub fn default_jobs(location: &str) -> usize {
@@ -105,7 +101,7 @@ pub fn default_jobs(location: &str) -> usize {
 }
 
 /// Verifies and prints the report (human or JSON) on stdout.
-pub fn run_and_print(settings: &Settings) -> Result<Report, VerifyError> {
+pub fn run_and_print(settings: &Settings) -> Result<Report> {
     let report = run(settings)?;
     let mut out = io::stdout().lock();
     if settings.json {
@@ -113,12 +109,12 @@ pub fn run_and_print(settings: &Settings) -> Result<Report, VerifyError> {
     } else {
         report.write_human(&mut out)
     }
-    .map_err(VerifyError::Output)?;
+    .map_err(Error::Output)?;
     Ok(report)
 }
 
 /// Verifies the repository `settings.repo`.
-pub fn run(settings: &Settings) -> Result<Report, VerifyError> {
+pub fn run(settings: &Settings) -> Result<Report> {
     let open = || Repository::open_with(&settings.repo, &settings.store);
     verify(&open, settings)
 }
@@ -135,7 +131,7 @@ struct Job {
 fn pool<R: Send>(
     jobs: &[Job],
     workers: usize,
-    open: &(dyn Fn() -> Result<Repository> + Sync),
+    open: &Opener<'_>,
     work: &(dyn Fn(&Repository, &Job) -> R + Sync),
     mut done: impl FnMut(&Job, R),
 ) -> Result<()> {
@@ -166,12 +162,28 @@ fn pool<R: Send>(
             .collect();
         drop(tx);
         for (i, r) in rx {
-            done(&jobs[i], r);
+            if let Some(job) = jobs.get(i) {
+                done(job, r);
+            }
         }
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("verify worker panicked"))
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| Error::Internal("a verify worker thread panicked".into()))?
+        })
     })
+}
+
+/// Reads and checks each of `jobs` ([`check::check`]) on `workers` threads,
+/// handing each result to `done` on this thread.
+fn check_each(
+    open: &Opener<'_>,
+    workers: usize,
+    identity: Option<Identity>,
+    jobs: &[Job],
+    done: impl FnMut(&Job, Checked),
+) -> Result<()> {
+    let check_one = |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
+    pool(jobs, workers, open, &check_one, done)
 }
 
 fn progress_bar(settings: &Settings, total: u64) -> Option<indicatif::ProgressBar> {
@@ -218,161 +230,90 @@ fn missing(
     }
 }
 
-/// Verifies the repository that `open` opens (each worker opens its own handle).
-pub fn verify(
-    open: &(dyn Fn() -> Result<Repository> + Sync),
-    settings: &Settings,
-) -> Result<Report, VerifyError> {
-    let started = Instant::now();
-    let scope = &settings.scope;
-    let repo = open()?;
-    let listed = repo.list("")?;
-    repo.check_format()?;
-    let identity = repo.identity()?;
-    let segment_size = identity.map(|i| i.segment_size);
+/// A base backup, from its `.backup` file.
+struct Backup {
+    key: String,
+    name: WalName,
+    label: BackupLabel,
+}
 
-    let mut problems: Vec<Problem> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    let mut meta_jobs = Vec::new();
-    let mut wal_jobs = Vec::new();
-    let now = SystemTime::now();
-    for Listed {
-        key,
-        size,
-        modified,
-    } in listed
-    {
-        match Repository::classify(&key) {
-            Entry::Metadata => {}
-            Entry::Staging if key == STAGING_LOCK => {}
-            Entry::Staging if key.ends_with(STAGING_SUFFIX) => {
-                let age = modified.and_then(|m| now.duration_since(m).ok());
-                if age.is_some_and(|a| a < STAGING_GRACE) {
-                    notes.push(format!(
-                        "{key}: staging file of an archive that may still be running"
-                    ));
-                } else if scope.is_everything() {
-                    problems.push(Problem::file(
-                        ProblemKind::StrayTempFile,
-                        &key,
-                        "staging file left by a writer that died; the next uxwal-archive removes it",
-                    ));
-                }
+/// The listing, sorted into what the other phases read.
+struct Listing {
+    /// `.history` and `.backup` files.
+    meta: Vec<Job>,
+    /// Segments and `.partial` files.
+    wal: Vec<Job>,
+}
+
+/// What the history and backup files say.
+#[derive(Default)]
+struct Metadata {
+    histories: BTreeMap<u32, Vec<Fork>>,
+    /// Oldest first (start position, then timeline).
+    backups: Vec<Backup>,
+    files: u64,
+    stored: u64,
+    original: u64,
+}
+
+/// What reading the segments found.
+struct Segments {
+    /// What is archived and intact: a damaged segment stays "present" for
+    /// continuity (it is reported once, by name) but is not usable for restores.
+    usable: Archived,
+    stats: BTreeMap<u32, Stats>,
+    files: u64,
+    segment_size: Option<u64>,
+}
+
+impl Segments {
+    fn unusable(&mut self, job: &Job) {
+        if let (WalName::Segment(seg), Some(size)) = (job.name, self.segment_size) {
+            if let (Some(n), Some(set)) = (
+                seg.segment_number(size),
+                self.usable.full.get_mut(&seg.timeline),
+            ) {
+                set.remove(&n);
             }
-            Entry::Staging | Entry::Unknown => {
-                if scope.is_everything() {
-                    problems.push(Problem::file(
-                        ProblemKind::UnknownFile,
-                        &key,
-                        "not a file uxwal writes, or not where uxwal puts it",
-                    ));
-                }
-            }
-            Entry::Wal(name) => {
-                let job = Job { key, name, size };
-                match name {
-                    WalName::History { .. } | WalName::Backup { .. } => meta_jobs.push(job),
-                    WalName::Segment(_) | WalName::Partial(_) => wal_jobs.push(job),
+        }
+    }
+
+    fn record(&mut self, job: &Job, original: u64) {
+        let Some(seg) = job.name.segment() else {
+            return;
+        };
+        let st = self.stats.entry(seg.timeline).or_default();
+        st.stored += job.size;
+        st.original += original;
+        match job.name {
+            WalName::Partial(_) => st.partial.push(job.name.to_string()),
+            _ => {
+                if let Some(n) = self.segment_size.and_then(|s| seg.segment_number(s)) {
+                    st.segments.insert(n);
                 }
             }
         }
     }
-    meta_jobs.sort_by(|a, b| a.key.cmp(&b.key));
-    wal_jobs.sort_by(|a, b| a.key.cmp(&b.key));
+}
 
-    // Phase 1: history and backup files, always read (continuity needs them).
-    let mut histories: BTreeMap<u32, Vec<Fork>> = BTreeMap::new();
-    let mut backups: Vec<(String, WalName, BackupInfo)> = Vec::new();
-    let mut files_checked = 0u64;
-    let mut meta_stored = 0u64;
-    let mut meta_original = 0u64;
-    let check_any = |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
-    pool(
-        &meta_jobs,
-        settings.jobs,
-        open,
-        &check_any,
-        |job, checked| {
-            files_checked += 1;
-            meta_stored += job.size;
-            match checked {
-                Checked::Intact { original, text } => {
-                    meta_original += original;
-                    let text = text.unwrap_or_default();
-                    let parsed = match job.name {
-                        WalName::History { timeline } => timeline::parse_history(timeline, &text)
-                            .map(|h| {
-                                histories.insert(timeline, h);
-                            }),
-                        WalName::Backup { segment, .. } => {
-                            timeline::parse_backup(&text, segment.timeline).map(|b| {
-                                backups.push((job.key.clone(), job.name, b));
-                            })
-                        }
-                        _ => Ok(()),
-                    };
-                    if let Err(e) = parsed {
-                        problems.push(Problem::file(ProblemKind::BadContent, &job.key, e));
-                    }
-                }
-                Checked::Vanished => notes.push(format!("{}: removed while verifying", job.key)),
-                Checked::Problem(kind, detail) => {
-                    problems.push(Problem::file(kind, &job.key, detail))
-                }
-            }
-        },
-    )?;
-    backups.sort_by_key(|(_, _, b)| (b.start, b.start_timeline));
+/// Which segments the scope takes in; with `--backup`, the ones restoring
+/// that backup reads.
+struct InScope<'a> {
+    scope: &'a Scope,
+    segment_size: Option<u64>,
+    selected: Option<&'a Backup>,
+    /// The newest timeline's ancestry, when a backup is selected.
+    path: Vec<Span>,
+}
 
-    let tree = Tree::new(&histories);
-    let newest = wal_jobs
-        .iter()
-        .filter_map(|j| j.name.segment().map(|s| s.timeline))
-        .chain(histories.keys().copied())
-        .max();
-
-    // Which backup --backup means; the segments restoring it reads are the scope.
-    let selected = match &scope.backup {
-        None => None,
-        Some(sel) => {
-            let found = match sel {
-                BackupSelector::Newest => backups.last(),
-                BackupSelector::Label(l) => backups
-                    .iter()
-                    .rev()
-                    .find(|(key, name, b)| b.label == *l || name.to_string() == *l || key == l),
-            };
-            let Some(found) = found else {
-                let known: Vec<String> = backups
-                    .iter()
-                    .map(|(_, n, b)| format!("{n} ({:?})", b.label))
-                    .collect();
-                return Err(VerifyError::Usage(format!(
-                    "no base backup {} in the archive; backups: {}",
-                    match sel {
-                        BackupSelector::Newest => "at all".to_string(),
-                        BackupSelector::Label(l) => format!("labelled {l:?}"),
-                    },
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
-            };
-            Some(found.clone())
-        }
-    };
-    let backup_path = match (&selected, newest) {
-        (Some(_), Some(n)) => tree.path(n),
-        _ => Vec::new(),
-    };
-    let in_scope = |tli: u32, segno: Option<u64>| -> bool {
+impl InScope<'_> {
+    fn contains(&self, tli: u32, segno: Option<u64>) -> bool {
+        let scope = self.scope;
         if scope.timeline.is_some_and(|t| t != tli) {
             return false;
         }
-        let (Some(segno), Some(size)) = (segno, segment_size) else {
-            return scope.from.is_none() && scope.to.is_none() && selected.is_none();
+        let (Some(segno), Some(size)) = (segno, self.segment_size) else {
+            return scope.from.is_none() && scope.to.is_none() && self.selected.is_none();
         };
         let number = |s: &SegmentName| s.segment_number(size).unwrap_or(u64::MAX);
         if scope.from.as_ref().is_some_and(|f| segno < number(f))
@@ -380,136 +321,285 @@ pub fn verify(
         {
             return false;
         }
-        match &selected {
-            Some((_, _, b)) => {
-                segno >= b.start.segment(size)
-                    && !backup_path.is_empty()
-                    && timeline::serving_timeline(&backup_path, segno, size) == tli
+        match self.selected {
+            Some(b) => {
+                segno >= b.label.start.segment(size)
+                    && !self.path.is_empty()
+                    && timeline::serving_timeline(&self.path, segno, size) == tli
             }
             None => true,
         }
-    };
-
-    // Presence comes from the listing (all of it: continuity is about names).
-    let mut archived = Archived::default();
-    let mut in_scope_jobs = Vec::new();
-    for job in wal_jobs {
-        let seg = job.name.segment().expect("segment or partial");
-        let segno = segment_size.and_then(|s| seg.segment_number(s));
-        if let (Some(size), None) = (segment_size, segno) {
-            problems.push(Problem::file(
-                ProblemKind::BadHeader,
-                &job.key,
-                format!("name is out of range for {size}-byte segments"),
-            ));
-            continue;
-        }
-        if let Some(n) = segno {
-            let set = match job.name {
-                WalName::Partial(_) => &mut archived.partial,
-                _ => &mut archived.full,
-            };
-            set.entry(seg.timeline).or_default().insert(n);
-        }
-        if in_scope(seg.timeline, segno) {
-            in_scope_jobs.push(job);
-        }
     }
-    if identity.is_none() && !in_scope_jobs.is_empty() {
-        problems.push(Problem::file(
-            ProblemKind::MissingIdentity,
-            "IDENTITY",
-            "segments are archived but the archive identity is missing: they cannot be \
-             checked against the cluster, and continuity cannot be computed",
-        ));
-    }
+}
 
-    // Phase 2: segments and .partial files. A damaged segment stays "present"
-    // for continuity (it is reported once, by name) but is not usable for restores.
-    let mut usable = archived.clone();
-    let mut stats: BTreeMap<u32, Stats> = BTreeMap::new();
-    let unusable = |job: &Job, usable: &mut Archived| {
-        if let (WalName::Segment(seg), Some(size)) = (job.name, segment_size) {
-            if let (Some(n), Some(set)) =
-                (seg.segment_number(size), usable.full.get_mut(&seg.timeline))
-            {
-                set.remove(&n);
-            }
-        }
+/// What the continuity and backup phases look at: the timeline tree and the
+/// archived segment numbers.
+struct Wal<'a> {
+    tree: &'a Tree,
+    archived: &'a Archived,
+    size: u64,
+}
+
+/// Which backup `--backup` means (`None` when it is not given).
+fn select_backup<'a>(
+    selector: Option<&BackupSelector>,
+    backups: &'a [Backup],
+) -> Result<Option<&'a Backup>> {
+    let Some(selector) = selector else {
+        return Ok(None);
     };
-    let record = |job: &Job, original: u64, stats: &mut BTreeMap<u32, Stats>| {
-        let seg = job.name.segment().expect("segment");
-        let st = stats.entry(seg.timeline).or_default();
-        st.stored += job.size;
-        st.original += original;
-        match job.name {
-            WalName::Partial(_) => st.partial.push(job.name.to_string()),
-            _ => {
-                if let Some(n) = segment_size.and_then(|s| seg.segment_number(s)) {
-                    st.segments.insert(n);
-                }
-            }
-        }
+    let found = match selector {
+        BackupSelector::Newest => backups.last(),
+        BackupSelector::Label(l) => backups
+            .iter()
+            .rev()
+            .find(|b| b.label.label == *l || b.name.to_string() == *l || b.key == *l),
     };
-    if settings.quick {
-        for job in &in_scope_jobs {
-            files_checked += 1;
-            record(job, 0, &mut stats);
-            if job.size < MIN_OBJECT_LEN {
-                problems.push(Problem::file(
-                    ProblemKind::Truncated,
-                    &job.key,
-                    format!(
-                        "stored object is {} bytes: too short to hold a uxwal trailer",
-                        job.size
-                    ),
-                ));
-                unusable(job, &mut usable);
-            }
-        }
-    } else {
-        let total: u64 = in_scope_jobs.iter().map(|j| j.size).sum();
-        let bar = progress_bar(settings, total);
-        pool(
-            &in_scope_jobs,
-            settings.jobs,
-            open,
-            &check_any,
-            |job, checked| {
-                if let Some(b) = &bar {
-                    b.inc(job.size);
-                }
-                files_checked += 1;
-                match checked {
-                    Checked::Intact { original, .. } => record(job, original, &mut stats),
-                    Checked::Vanished => {
-                        notes.push(format!("{}: removed while verifying", job.key));
-                        unusable(job, &mut usable);
-                    }
-                    Checked::Problem(kind, detail) => {
-                        record(job, 0, &mut stats);
-                        problems.push(Problem::file(kind, &job.key, detail));
-                        unusable(job, &mut usable);
-                    }
-                }
+    match found {
+        Some(b) => Ok(Some(b)),
+        None => Err(Error::NoSuchBackup {
+            label: match selector {
+                BackupSelector::Newest => None,
+                BackupSelector::Label(l) => Some(l.clone()),
             },
-        )?;
+            known: backups
+                .iter()
+                .map(|b| format!("{} ({:?})", b.name, b.label.label))
+                .collect(),
+        }),
+    }
+}
+
+/// One verification: its settings, and what the phases found so far.
+struct Run<'a> {
+    settings: &'a Settings,
+    identity: Option<Identity>,
+    /// Problems: the report fails.
+    problems: Vec<Problem>,
+    /// Notes: worth saying, but nothing is wrong.
+    notes: Vec<String>,
+}
+
+impl Run<'_> {
+    fn segment_size(&self) -> Option<u64> {
+        self.identity.map(|i| i.segment_size)
+    }
+
+    /// Phase 1, list: sorts the repository listing into files to read, and
+    /// reports what does not belong (stray staging files, unknown files).
+    fn list(&mut self, listed: Vec<Listed>) -> Listing {
+        let everything = self.settings.scope.is_everything();
+        let mut listing = Listing {
+            meta: Vec::new(),
+            wal: Vec::new(),
+        };
+        let now = SystemTime::now();
+        for Listed {
+            key,
+            size,
+            modified,
+        } in listed
+        {
+            match Repository::classify(&key) {
+                Entry::Metadata => {}
+                Entry::Staging if key == STAGING_LOCK => {}
+                Entry::Staging if key.ends_with(STAGING_SUFFIX) => {
+                    let age = modified.and_then(|m| now.duration_since(m).ok());
+                    if age.is_some_and(|a| a < STAGING_GRACE) {
+                        self.notes.push(format!(
+                            "{key}: staging file of an archive that may still be running"
+                        ));
+                    } else if everything {
+                        self.problems.push(Problem::file(
+                            ProblemKind::StrayTempFile,
+                            &key,
+                            "staging file left by a writer that died; the next uxwal-archive removes it",
+                        ));
+                    }
+                }
+                Entry::Staging | Entry::Unknown => {
+                    if everything {
+                        self.problems.push(Problem::file(
+                            ProblemKind::UnknownFile,
+                            &key,
+                            "not a file uxwal writes, or not where uxwal puts it",
+                        ));
+                    }
+                }
+                Entry::Wal(name) => {
+                    let job = Job { key, name, size };
+                    match name {
+                        WalName::History { .. } | WalName::Backup { .. } => listing.meta.push(job),
+                        WalName::Segment(_) | WalName::Partial(_) => listing.wal.push(job),
+                    }
+                }
+            }
+        }
+        listing.meta.sort_by(|a, b| a.key.cmp(&b.key));
+        listing.wal.sort_by(|a, b| a.key.cmp(&b.key));
+        listing
+    }
+
+    /// Phase 2, check, for history and backup files: always read, whatever
+    /// the scope, because continuity needs them.
+    fn read_metadata(&mut self, open: &Opener<'_>, jobs: &[Job]) -> Result<Metadata> {
+        let mut meta = Metadata::default();
+        let (workers, identity) = (self.settings.jobs, self.identity);
+        check_each(open, workers, identity, jobs, |job, checked| {
+            meta.files += 1;
+            meta.stored += job.size;
+            match checked {
+                Checked::Intact { original, text } => {
+                    meta.original += original;
+                    let text = text.unwrap_or_default();
+                    let parsed = match job.name {
+                        WalName::History { timeline } => history::parse(timeline, text.as_bytes())
+                            .map(|h| {
+                                meta.histories.insert(timeline, h);
+                            })
+                            .map_err(|e| e.to_string()),
+                        WalName::Backup { .. } => BackupLabel::parse(text.as_bytes())
+                            .map(|label| {
+                                meta.backups.push(Backup {
+                                    key: job.key.clone(),
+                                    name: job.name,
+                                    label,
+                                });
+                            })
+                            .map_err(|e| e.to_string()),
+                        WalName::Segment(_) | WalName::Partial(_) => Ok(()),
+                    };
+                    if let Err(e) = parsed {
+                        self.problems
+                            .push(Problem::file(ProblemKind::BadContent, &job.key, e));
+                    }
+                }
+                Checked::Vanished => self
+                    .notes
+                    .push(format!("{}: removed while verifying", job.key)),
+                Checked::Problem(kind, detail) => {
+                    self.problems.push(Problem::file(kind, &job.key, detail))
+                }
+            }
+        })?;
+        meta.backups
+            .sort_by_key(|b| (b.label.start, b.label.timeline()));
+        Ok(meta)
+    }
+
+    /// Presence from the listing (all of it: continuity is about names), and
+    /// the segment files in scope, to be read.
+    fn presence(&mut self, wal: Vec<Job>, in_scope: &InScope<'_>) -> (Archived, Vec<Job>) {
+        let segment_size = self.segment_size();
+        let mut archived = Archived::default();
+        let mut to_check = Vec::new();
+        for job in wal {
+            let Some(seg) = job.name.segment() else {
+                continue;
+            };
+            let segno = segment_size.and_then(|s| seg.segment_number(s));
+            if let (Some(size), None) = (segment_size, segno) {
+                self.problems.push(Problem::file(
+                    ProblemKind::BadHeader,
+                    &job.key,
+                    format!("name is out of range for {size}-byte segments"),
+                ));
+                continue;
+            }
+            if let Some(n) = segno {
+                let set = match job.name {
+                    WalName::Partial(_) => &mut archived.partial,
+                    _ => &mut archived.full,
+                };
+                set.entry(seg.timeline).or_default().insert(n);
+            }
+            if in_scope.contains(seg.timeline, segno) {
+                to_check.push(job);
+            }
+        }
+        if self.identity.is_none() && !to_check.is_empty() {
+            self.problems.push(Problem::file(
+                ProblemKind::MissingIdentity,
+                "IDENTITY",
+                "segments are archived but the archive identity is missing: they cannot be \
+                 checked against the cluster, and continuity cannot be computed",
+            ));
+        }
+        (archived, to_check)
+    }
+
+    /// Phase 2, check, for the segments and `.partial` files in scope: each
+    /// decoded completely, or with `--quick` only its listed size looked at.
+    fn check_segments(
+        &mut self,
+        open: &Opener<'_>,
+        jobs: &[Job],
+        archived: &Archived,
+    ) -> Result<Segments> {
+        let mut segs = Segments {
+            usable: archived.clone(),
+            stats: BTreeMap::new(),
+            files: 0,
+            segment_size: self.segment_size(),
+        };
+        if self.settings.quick {
+            for job in jobs {
+                segs.files += 1;
+                segs.record(job, 0);
+                if job.size < MIN_OBJECT_LEN {
+                    self.problems.push(Problem::file(
+                        ProblemKind::Truncated,
+                        &job.key,
+                        format!(
+                            "stored object is {} bytes: too short to hold a uxwal trailer",
+                            job.size
+                        ),
+                    ));
+                    segs.unusable(job);
+                }
+            }
+            return Ok(segs);
+        }
+        let total: u64 = jobs.iter().map(|j| j.size).sum();
+        let bar = progress_bar(self.settings, total);
+        let (workers, identity) = (self.settings.jobs, self.identity);
+        check_each(open, workers, identity, jobs, |job, checked| {
+            if let Some(b) = &bar {
+                b.inc(job.size);
+            }
+            segs.files += 1;
+            match checked {
+                Checked::Intact { original, .. } => segs.record(job, original),
+                Checked::Vanished => {
+                    self.notes
+                        .push(format!("{}: removed while verifying", job.key));
+                    segs.unusable(job);
+                }
+                Checked::Problem(kind, detail) => {
+                    segs.record(job, 0);
+                    self.problems.push(Problem::file(kind, &job.key, detail));
+                    segs.unusable(job);
+                }
+            }
+        })?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
+        Ok(segs)
     }
 
-    // Every history file up to the newest timeline: `recovery_target_timeline =
-    // 'latest'` probes 2, 3, ... and stops at the first one missing
-    // (xlogrecovery.c findNewestTimeLine).
-    if let Some(n) = newest {
+    /// Every history file up to the newest timeline: `recovery_target_timeline =
+    /// 'latest'` probes 2, 3, ... and stops at the first one missing
+    /// (xlogrecovery.c findNewestTimeLine).
+    fn missing_histories(&mut self, newest: Option<u32>, histories: &BTreeMap<u32, Vec<Fork>>) {
+        let Some(n) = newest else { return };
         for tli in 2..=n {
             let key = format!("history/{tli:08X}.history");
             if !histories.contains_key(&tli)
-                && !problems.iter().any(|p| p.file.as_ref() == Some(&key))
+                && !self.problems.iter().any(|p| p.file.as_ref() == Some(&key))
             {
                 let name = format!("{tli:08X}.history");
-                problems.push(missing(
+                self.problems.push(missing(
                     ProblemKind::MissingHistory,
                     tli,
                     name.clone(),
@@ -521,11 +611,19 @@ pub fn verify(
         }
     }
 
-    let mut timelines = Vec::new();
-    let mut backup_reports = Vec::new();
-    if let Some(size) = segment_size {
+    /// Phase 3, continuity: each timeline in scope, with the in-scope
+    /// stretches of its gaps (each also a problem).
+    fn continuity(
+        &mut self,
+        wal: &Wal<'_>,
+        in_scope: &InScope<'_>,
+        histories: &BTreeMap<u32, Vec<Fork>>,
+        mut stats: BTreeMap<u32, Stats>,
+    ) -> Vec<TimelineReport> {
+        let (tree, size) = (wal.tree, wal.size);
+        let scope = in_scope.scope;
         let name = |t: u32, n: u64| SegmentName::from_segment_number(t, n, size).to_string();
-        let continuity = timeline::continuity(&tree, &archived, size);
+        let continuity = timeline::continuity(tree, wal.archived, size);
         let mut all: BTreeSet<u32> = continuity.iter().map(|c| c.timeline).collect();
         all.extend(stats.keys());
         let from = scope.from.and_then(|f| f.segment_number(size)).unwrap_or(0);
@@ -533,6 +631,7 @@ pub fn verify(
             .to
             .and_then(|t| t.segment_number(size))
             .unwrap_or(u64::MAX);
+        let mut timelines = Vec::new();
         for tli in all {
             if scope.timeline.is_some_and(|t| t != tli) {
                 continue;
@@ -544,11 +643,11 @@ pub fn verify(
                     let (lo, hi) = (first.max(from), last.min(to));
                     let mut run: Option<(u64, u64)> = None;
                     for n in lo..=hi {
-                        if selected.is_none() {
+                        if in_scope.selected.is_none() {
                             run = Some((lo, hi));
                             break;
                         }
-                        if in_scope(tli, Some(n)) {
+                        if in_scope.contains(tli, Some(n)) {
                             run = Some(run.map_or((n, n), |(a, _)| (a, n)));
                         } else if let Some((a, b)) = run.take() {
                             gaps.push((a, b));
@@ -569,7 +668,7 @@ pub fn verify(
                 .collect();
             for g in &gaps {
                 let s = if g.count == 1 { "" } else { "s" };
-                problems.push(missing(
+                self.problems.push(missing(
                     ProblemKind::MissingSegments,
                     tli,
                     g.first.clone(),
@@ -580,7 +679,7 @@ pub fn verify(
             }
             let st = stats.remove(&tli).unwrap_or_default();
             let fork = tree.parent(tli);
-            let original = (!settings.quick).then_some(st.original);
+            let original = (!self.settings.quick).then_some(st.original);
             timelines.push(TimelineReport {
                 timeline: tli,
                 parent: fork.map(|f| f.parent),
@@ -598,20 +697,43 @@ pub fn verify(
                 gaps,
             });
         }
+        timelines
+    }
 
-        // Base backups: can each reach the newest archived WAL?
-        let newest_backup = backups.last().map(|(k, _, _)| k.clone());
-        let chosen: Vec<&(String, WalName, BackupInfo)> = match &selected {
-            Some(sel) => backups.iter().filter(|b| b.0 == sel.0).collect(),
+    /// Phase 4, backups: can each one in scope reach the newest archived WAL
+    /// (timeline `newest`)? The newest one, or the one asked for, must; older
+    /// ones may have been retired by cleanup, so they are reported, not failed.
+    fn backups(
+        &mut self,
+        wal: &Wal<'_>,
+        usable: &Archived,
+        backups: &[Backup],
+        selected: Option<&Backup>,
+        newest: Option<u32>,
+    ) -> Vec<BackupReport> {
+        let Some(target) = newest else {
+            return Vec::new();
+        };
+        let size = wal.size;
+        let scope = &self.settings.scope;
+        let name = |t: u32, n: u64| SegmentName::from_segment_number(t, n, size).to_string();
+        let newest_backup = backups.last().map(|b| b.key.as_str());
+        let chosen: Vec<&Backup> = match selected {
+            Some(sel) => backups.iter().filter(|b| b.key == sel.key).collect(),
             None => backups
                 .iter()
-                .filter(|(_, _, b)| scope.timeline.is_none_or(|t| t == b.start_timeline))
+                .filter(|b| scope.timeline.is_none_or(|t| t == b.label.timeline()))
                 .collect(),
         };
-        let oldest = archived.oldest();
-        for (key, wal_name, info) in chosen {
-            let Some(target) = newest else { break };
-            let r = timeline::restorability(&tree, &usable, size, info, target);
+        let oldest = wal.archived.oldest();
+        let mut reports = Vec::new();
+        for Backup {
+            key,
+            name: wal_name,
+            label: info,
+        } in chosen
+        {
+            let r = timeline::restorability(wal.tree, usable, size, info, target);
             let start_segno = info.start.segment(size);
             let mut reason = r.reason.clone();
             if let Some(o) = oldest.filter(|&o| start_segno < o && !r.ok() && reason.is_none()) {
@@ -622,10 +744,10 @@ pub fn verify(
             let report = BackupReport {
                 file: wal_name.to_string(),
                 label: info.label.clone(),
-                timeline: info.start_timeline,
+                timeline: info.timeline(),
                 start_lsn: info.start.to_string(),
                 stop_lsn: info.stop.to_string(),
-                start_segment: name(info.start_timeline, start_segno),
+                start_segment: name(info.timeline(), start_segno),
                 start_time: info.start_time.clone(),
                 stop_time: info.stop_time.clone(),
                 target_timeline: r.target_timeline,
@@ -635,9 +757,7 @@ pub fn verify(
                 missing_segments: r.missing,
                 reason,
             };
-            // The newest backup (or the one asked for) must restore; older ones
-            // may have been retired by cleanup, so they are reported, not failed.
-            let must = selected.is_some() || newest_backup.as_deref() == Some(key.as_str());
+            let must = selected.is_some() || newest_backup == Some(key.as_str());
             if must && !report.restorable_to_latest {
                 let detail = match (&report.first_missing, &report.reason) {
                     (Some(m), _) => format!(
@@ -647,64 +767,148 @@ pub fn verify(
                     (None, Some(why)) => format!("cannot be restored to the latest WAL: {why}"),
                     (None, None) => "cannot be restored to the latest WAL".into(),
                 };
-                problems.push(Problem {
+                self.problems.push(Problem {
                     kind: ProblemKind::NotRestorable,
                     file: Some(key.clone()),
-                    timeline: Some(info.start_timeline),
+                    timeline: Some(info.timeline()),
                     first: report.first_missing.clone(),
                     last: None,
                     count: (report.missing_segments > 0).then_some(report.missing_segments),
                     detail,
                 });
             }
-            backup_reports.push(report);
+            reports.push(report);
         }
+        reports
     }
 
-    problems.sort_by(|a, b| {
-        let key = |p: &Problem| (p.file.clone().or(p.first.clone()), p.kind);
-        key(a).cmp(&key(b))
-    });
-    let stored = meta_stored + timelines.iter().map(|t| t.bytes_stored).sum::<u64>();
-    let original = (!settings.quick).then(|| {
-        meta_original
-            + timelines
-                .iter()
-                .filter_map(|t| t.bytes_original)
-                .sum::<u64>()
-    });
-    let missing_segments = problems
+    /// Phase 5, report: the problems in order, the totals, and everything found.
+    fn report(self, repository: String, parts: Parts<'_>, started: Instant) -> Report {
+        let Run {
+            settings,
+            identity,
+            mut problems,
+            notes,
+        } = self;
+        let scope = &settings.scope;
+        problems.sort_by(|a, b| {
+            let key = |p: &Problem| (p.file.clone().or(p.first.clone()), p.kind);
+            key(a).cmp(&key(b))
+        });
+        let timelines = parts.timelines;
+        let stored = parts.meta.stored + timelines.iter().map(|t| t.bytes_stored).sum::<u64>();
+        let original = (!settings.quick).then(|| {
+            parts.meta.original
+                + timelines
+                    .iter()
+                    .filter_map(|t| t.bytes_original)
+                    .sum::<u64>()
+        });
+        let missing_segments = problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::MissingSegments)
+            .filter_map(|p| p.count)
+            .sum();
+        Report {
+            schema_version: SCHEMA_VERSION,
+            repository,
+            mode: if settings.quick { "quick" } else { "full" },
+            ok: problems.is_empty(),
+            scope: ScopeReport {
+                timeline: scope.timeline,
+                from: scope.from.map(|s| s.to_string()),
+                to: scope.to.map(|s| s.to_string()),
+                backup: parts.selected.map(|b| b.name.to_string()),
+            },
+            identity: identity.map(|i| IdentityReport {
+                system_identifier: i.system_identifier.to_string(),
+                segment_size: i.segment_size,
+                page_magic: i.page_magic,
+            }),
+            summary: Summary {
+                files_checked: parts.meta.files + parts.segment_files,
+                bytes_stored: stored,
+                bytes_original: original,
+                problems: problems.len() as u64,
+                missing_segments,
+                elapsed_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            },
+            timelines,
+            backups: parts.backups,
+            problems,
+            notes,
+        }
+    }
+}
+
+/// What the report is made of, besides the problems and notes.
+struct Parts<'a> {
+    meta: &'a Metadata,
+    selected: Option<&'a Backup>,
+    segment_files: u64,
+    timelines: Vec<TimelineReport>,
+    backups: Vec<BackupReport>,
+}
+
+/// Opens a repository handle (each worker thread opens its own).
+type Opener<'a> = dyn Fn() -> Result<Repository> + Sync + 'a;
+
+/// Verifies the repository that `open` opens, running the phases in order.
+pub fn verify(open: &Opener<'_>, settings: &Settings) -> Result<Report> {
+    let started = Instant::now();
+    let scope = &settings.scope;
+    let repo = open()?;
+    let listed = repo.list("")?;
+    repo.check_format()?;
+    let mut run = Run {
+        settings,
+        identity: repo.identity()?,
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+
+    let listing = run.list(listed);
+    let meta = run.read_metadata(open, &listing.meta)?;
+    let tree = Tree::new(&meta.histories);
+    let newest = listing
+        .wal
         .iter()
-        .filter(|p| p.kind == ProblemKind::MissingSegments)
-        .filter_map(|p| p.count)
-        .sum();
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        repository: repo.describe(),
-        mode: if settings.quick { "quick" } else { "full" },
-        ok: problems.is_empty(),
-        scope: ScopeReport {
-            timeline: scope.timeline,
-            from: scope.from.map(|s| s.to_string()),
-            to: scope.to.map(|s| s.to_string()),
-            backup: selected.as_ref().map(|(_, n, _)| n.to_string()),
+        .filter_map(|j| j.name.segment().map(|s| s.timeline))
+        .chain(meta.histories.keys().copied())
+        .max();
+    let selected = select_backup(scope.backup.as_ref(), &meta.backups)?;
+    let in_scope = InScope {
+        scope,
+        segment_size: run.segment_size(),
+        selected,
+        path: match (selected, newest) {
+            (Some(_), Some(n)) => tree.path(n),
+            _ => Vec::new(),
         },
-        identity: identity.map(|i| IdentityReport {
-            system_identifier: i.system_identifier.to_string(),
-            segment_size: i.segment_size,
-            page_magic: i.page_magic,
-        }),
-        summary: Summary {
-            files_checked,
-            bytes_stored: stored,
-            bytes_original: original,
-            problems: problems.len() as u64,
-            missing_segments,
-            elapsed_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-        },
+    };
+    let (archived, to_check) = run.presence(listing.wal, &in_scope);
+    let segs = run.check_segments(open, &to_check, &archived)?;
+    run.missing_histories(newest, &meta.histories);
+
+    let (timelines, backups) = match run.segment_size() {
+        Some(size) => {
+            let wal = Wal {
+                tree: &tree,
+                archived: &archived,
+                size,
+            };
+            let timelines = run.continuity(&wal, &in_scope, &meta.histories, segs.stats);
+            let backups = run.backups(&wal, &segs.usable, &meta.backups, selected, newest);
+            (timelines, backups)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let parts = Parts {
+        meta: &meta,
+        selected,
+        segment_files: segs.files,
         timelines,
-        backups: backup_reports,
-        problems,
-        notes,
-    })
+        backups,
+    };
+    Ok(run.report(repo.describe(), parts, started))
 }

@@ -17,132 +17,11 @@
 //!   for every segment from the backup's start on, that timeline's copy.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
+use crate::wal::backup_label::BackupLabel;
+use crate::wal::history::Fork;
+use crate::wal::lsn::Lsn;
 use crate::wal::name::SegmentName;
-
-/// A WAL position, shown as PostgreSQL shows it (`%X/%X`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Lsn(pub u64);
-
-impl Lsn {
-    /// Parses `X/X` (hex, PostgreSQL's `%X/%X`).
-    pub fn parse(s: &str) -> Option<Lsn> {
-        let (hi, lo) = s.trim().split_once('/')?;
-        let hi = u32::from_str_radix(hi, 16).ok()?;
-        let lo = u32::from_str_radix(lo, 16).ok()?;
-        Some(Lsn((u64::from(hi) << 32) | u64::from(lo)))
-    }
-
-    /// The segment holding this position.
-    pub fn segment(self, segment_size: u64) -> u64 {
-        self.0 / segment_size
-    }
-}
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-}
-
-/// One line of a history file: `parent` ended (and its child began) at `switch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fork {
-    pub parent: u32,
-    pub switch: Lsn,
-}
-
-/// Parses the history file of timeline `own` (`timeline.c` `readTimeLineHistory`):
-/// `parentTLI<TAB>X/X<TAB>reason` lines; blank lines and `#` comments allowed;
-/// timelines strictly increasing and below `own`, switch points not decreasing.
-pub fn parse_history(own: u32, text: &str) -> Result<Vec<Fork>, String> {
-    let mut forks: Vec<Fork> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_start();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let (Some(tli), Some(lsn)) = (fields.next(), fields.next()) else {
-            return Err(format!(
-                "line {}: expected a timeline and a switch point",
-                n + 1
-            ));
-        };
-        let parent: u32 = tli
-            .parse()
-            .map_err(|_| format!("line {}: {tli:?} is not a timeline ID", n + 1))?;
-        let switch =
-            Lsn::parse(lsn).ok_or_else(|| format!("line {}: {lsn:?} is not an LSN", n + 1))?;
-        if parent == 0 || parent >= own || forks.last().is_some_and(|f| f.parent >= parent) {
-            return Err(format!(
-                "line {}: timeline {parent} is out of order (timelines must increase and stay below {own})",
-                n + 1
-            ));
-        }
-        if forks.last().is_some_and(|f| f.switch > switch) {
-            return Err(format!(
-                "line {}: switch point {switch} goes backwards",
-                n + 1
-            ));
-        }
-        forks.push(Fork { parent, switch });
-    }
-    if forks.is_empty() && own > 1 {
-        return Err("no timeline lines".into());
-    }
-    Ok(forks)
-}
-
-/// What a backup history file (`<segment>.XXXXXXXX.backup`) records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupInfo {
-    pub start: Lsn,
-    pub stop: Lsn,
-    pub start_timeline: u32,
-    pub label: String,
-    pub start_time: Option<String>,
-    pub stop_time: Option<String>,
-}
-
-/// Parses a backup history file (contract §4: `START WAL LOCATION: 0/C000028 (file …)`,
-/// `STOP WAL LOCATION`, `LABEL`, `START TIMELINE`, ...). `name_timeline` is used
-/// when `START TIMELINE` is absent (older releases).
-pub fn parse_backup(text: &str, name_timeline: u32) -> Result<BackupInfo, String> {
-    let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once(": ") {
-            fields.entry(k.trim()).or_insert(v.trim());
-        }
-    }
-    let lsn = |key: &str| -> Result<Lsn, String> {
-        let v = fields.get(key).ok_or_else(|| format!("no {key} line"))?;
-        let first = v.split_whitespace().next().unwrap_or("");
-        Lsn::parse(first).ok_or_else(|| format!("{key} {v:?} is not an LSN"))
-    };
-    let start = lsn("START WAL LOCATION")?;
-    let stop = lsn("STOP WAL LOCATION")?;
-    let start_timeline = match fields.get("START TIMELINE") {
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("START TIMELINE {v:?} is not a timeline ID"))?,
-        None => name_timeline,
-    };
-    if stop < start {
-        return Err(format!(
-            "STOP WAL LOCATION {stop} is before START WAL LOCATION {start}"
-        ));
-    }
-    Ok(BackupInfo {
-        start,
-        stop,
-        start_timeline,
-        label: fields.get("LABEL").unwrap_or(&"").to_string(),
-        start_time: fields.get("START TIME").map(|s| s.to_string()),
-        stop_time: fields.get("STOP TIME").map(|s| s.to_string()),
-    })
-}
 
 /// The timeline tree: each timeline's parent and switch point, from every
 /// history file (a timeline's own file wins over what its descendants say).
@@ -203,24 +82,26 @@ impl Tree {
     /// The ancestry of `target`, root first. Stops at a timeline whose parent is
     /// unknown (timeline 1, or a missing history file).
     pub fn path(&self, target: u32) -> Vec<Span> {
-        let mut rev = vec![Span {
+        let mut rev = Vec::new();
+        let mut cur = Span {
             timeline: target,
             begin: Lsn(0),
             end: None,
-        }];
-        let mut cur = target;
-        while let Some(fork) = self.parent(cur) {
-            if fork.parent >= cur {
-                break;
-            }
-            rev.last_mut().expect("non-empty").begin = fork.switch;
-            rev.push(Span {
+        };
+        // Parents below their child only: a damaged tree cannot loop.
+        while let Some(fork) = self
+            .parent(cur.timeline)
+            .filter(|f| f.parent < cur.timeline)
+        {
+            cur.begin = fork.switch;
+            rev.push(cur);
+            cur = Span {
                 timeline: fork.parent,
                 begin: Lsn(0),
                 end: Some(fork.switch),
-            });
-            cur = fork.parent;
+            };
         }
+        rev.push(cur);
         rev.reverse();
         rev
     }
@@ -358,13 +239,14 @@ impl Restorability {
     }
 }
 
-/// The timeline that serves segment `segno` when recovering along `path`.
+/// The timeline that serves segment `segno` when recovering along `path`
+/// (0, which no timeline is, for an empty path).
 pub fn serving_timeline(path: &[Span], segno: u64, segment_size: u64) -> u32 {
     path.iter()
         .rev()
         .find(|s| s.begin.segment(segment_size) <= segno)
-        .unwrap_or(&path[0])
-        .timeline
+        .or(path.first())
+        .map_or(0, |s| s.timeline)
 }
 
 /// Checks that every segment from the backup's start to the newest WAL archived
@@ -373,7 +255,7 @@ pub fn restorability(
     tree: &Tree,
     archived: &Archived,
     segment_size: u64,
-    backup: &BackupInfo,
+    backup: &BackupLabel,
     target: u32,
 ) -> Restorability {
     let path = tree.path(target);
@@ -384,17 +266,18 @@ pub fn restorability(
         missing: 0,
         reason: None,
     };
-    let Some(span) = path.iter().find(|s| s.timeline == backup.start_timeline) else {
+    let Some(span) = path.iter().find(|s| s.timeline == backup.timeline()) else {
         r.reason = Some(format!(
             "its timeline {} is not in the history of the newest timeline {target}",
-            backup.start_timeline
+            backup.timeline()
         ));
         return r;
     };
     if let Some(end) = span.end.filter(|end| backup.start >= *end) {
         r.reason = Some(format!(
             "it started at {} on timeline {}, after the newest timeline {target} forked off at {end}",
-            backup.start, backup.start_timeline
+            backup.start,
+            backup.timeline()
         ));
         return r;
     }
@@ -440,7 +323,11 @@ mod tests {
     const SZ: u64 = 16 << 20;
 
     fn lsn(s: &str) -> Lsn {
-        Lsn::parse(s).unwrap()
+        s.parse().unwrap()
+    }
+
+    fn history(own: u32, text: &str) -> Vec<Fork> {
+        crate::wal::history::parse(own, text.as_bytes()).unwrap()
     }
 
     fn archived(full: &[(u32, u64)], partial: &[(u32, u64)]) -> Archived {
@@ -455,51 +342,11 @@ mod tests {
     }
 
     #[test]
-    fn parses_real_history_and_backup_files() {
-        let h = parse_history(
-            3,
-            "1\t0/10000B8\tno recovery target specified\n\n# c\n2\t0/3000000\tat restore point \"x\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            h,
-            vec![
-                Fork {
-                    parent: 1,
-                    switch: lsn("0/10000B8")
-                },
-                Fork {
-                    parent: 2,
-                    switch: lsn("0/3000000")
-                }
-            ]
-        );
-        assert!(parse_history(2, "2\t0/1\tx\n").is_err());
-        assert!(parse_history(3, "2\t0/5\tx\n1\t0/6\tx\n").is_err());
-        assert!(parse_history(2, "1\tzz\tx\n").is_err());
-        let b = parse_backup(
-            "START WAL LOCATION: 0/C000028 (file 00000001000000000000000C)\n\
-             STOP WAL LOCATION: 0/C000100 (file 00000001000000000000000C)\n\
-             CHECKPOINT LOCATION: 0/C000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
-             START TIME: 2024-01-01 00:00:00 UTC\nLABEL: nightly: one\nSTART TIMELINE: 1\n\
-             STOP TIME: 2024-01-01 00:00:01 UTC\nSTOP TIMELINE: 1\n",
-            1,
-        )
-        .unwrap();
-        assert_eq!(b.start, lsn("0/C000028"));
-        assert_eq!(b.label, "nightly: one");
-        assert_eq!(lsn("1/C000028").to_string(), "1/C000028");
-    }
-
-    #[test]
     fn gaps_inside_a_timeline_and_across_switch_points() {
         // 1 -> 2 at 0/5000100 (inside segment 5), 2 -> 3 at 0/8000000 (a boundary).
         let mut h = BTreeMap::new();
-        h.insert(2, parse_history(2, "1\t0/5000100\tx").unwrap());
-        h.insert(
-            3,
-            parse_history(3, "1\t0/5000100\tx\n2\t0/8000000\ty").unwrap(),
-        );
+        h.insert(2, history(2, "1\t0/5000100\tx"));
+        h.insert(3, history(3, "1\t0/5000100\tx\n2\t0/8000000\ty"));
         let tree = Tree::new(&h);
         let complete = archived(
             &[
@@ -536,10 +383,15 @@ mod tests {
         assert_eq!(c[0].gaps, vec![(4, 5)]);
         assert_eq!(c[1].gaps, vec![(5, 5)]);
 
-        let backup = BackupInfo {
+        let backup = BackupLabel {
             start: lsn("0/3000028"),
+            start_segment: SegmentName {
+                timeline: 1,
+                log: 0,
+                seg: 3,
+            },
             stop: lsn("0/3000100"),
-            start_timeline: 1,
+            start_timeline: Some(1),
             label: "b".into(),
             start_time: None,
             stop_time: None,
@@ -560,7 +412,7 @@ mod tests {
         );
         assert_eq!(r.missing, 2);
         // A backup taken on timeline 1 after timeline 2 forked off cannot reach 3.
-        let late = BackupInfo {
+        let late = BackupLabel {
             start: lsn("0/6000028"),
             ..backup
         };
