@@ -174,8 +174,10 @@ impl Fixture {
                     .split(|b| *b == 0)
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
-                (args.iter().any(|a| a == "--push-ahead-worker") && args.contains(&spool))
-                    .then_some(pid)
+                // The worker gets its settings as `--option=value` (cli/worker.rs).
+                let spool_arg = format!("--spool-dir={spool}");
+                let ours = args.contains(&spool) || args.contains(&spool_arg);
+                (args.iter().any(|a| a == "--push-ahead-worker") && ours).then_some(pid)
             })
             .collect()
     }
