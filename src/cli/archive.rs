@@ -103,8 +103,45 @@ pub(super) fn settings(
             compression,
             level,
         },
-        parallel: parallel.map(usize::from).or(file.parallel),
+        parallel: parallel_files(parallel, &file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
         config_file: common.config.clone().map(absolute),
     })
+}
+
+/// Largest `--parallel` (and `parallel` in the file).
+pub const MAX_PARALLEL: usize = 64;
+
+/// `--parallel`, else the file's `parallel`, which must be in the option's range
+/// (1 to [`MAX_PARALLEL`]): a value the worker would refuse is an error here,
+/// not push-ahead silently off.
+fn parallel_files(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
+    match cli.map(usize::from).or(file.parallel) {
+        Some(n) if !(1..=MAX_PARALLEL).contains(&n) => Err(Error::Config(format!(
+            "parallel = {n}: from 1 to {MAX_PARALLEL} files"
+        ))),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_from_the_file_is_bounded_like_the_option() {
+        let file = |text: &str| -> ConfigFile { toml::from_str(text).unwrap() };
+        assert_eq!(
+            parallel_files(None, &file("parallel = 64")).unwrap(),
+            Some(64)
+        );
+        assert_eq!(
+            parallel_files(Some(3), &file("parallel = 99")).unwrap(),
+            Some(3)
+        );
+        for bad in ["parallel = 65", "parallel = 0"] {
+            let err = parallel_files(None, &file(bad)).unwrap_err();
+            assert!(err.to_string().contains("from 1 to 64"), "{err}");
+        }
+    }
 }

@@ -83,6 +83,8 @@ pub(super) fn settings(
         store: file.store_options(common.deadline)?,
         prefetch: prefetch_depth(prefetch, file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
+        spool_max_bytes: spool_max_bytes(file)?,
+        linger: crate::background::prefetch::linger_from_env()?,
         config_file: common.config.clone().map(absolute),
     })
 }
@@ -97,6 +99,18 @@ fn prefetch_depth(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> 
             "prefetch = {n}: at most {MAX_PREFETCH} segments"
         ))),
         other => Ok(other),
+    }
+}
+
+/// The file's `spool_max_bytes`, which must leave room for at least one small segment.
+fn spool_max_bytes(file: &ConfigFile) -> Result<u64> {
+    use crate::background::prefetch::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES};
+    match file.spool_max_bytes {
+        None => Ok(DEFAULT_MAX_BYTES),
+        Some(n) if n >= MIN_MAX_BYTES => Ok(n),
+        Some(n) => Err(crate::Error::Config(format!(
+            "spool_max_bytes = {n}: at least {MIN_MAX_BYTES} bytes (2 MiB)"
+        ))),
     }
 }
 
@@ -118,5 +132,10 @@ mod tests {
         );
         let err = prefetch_depth(None, &file("prefetch = 65")).unwrap_err();
         assert!(err.to_string().contains("at most 64"), "{err}");
+        assert!(spool_max_bytes(&file("spool_max_bytes = 1024")).is_err());
+        assert_eq!(
+            spool_max_bytes(&file("spool_max_bytes = 3145728")).unwrap(),
+            3 << 20
+        );
     }
 }
