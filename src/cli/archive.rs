@@ -47,7 +47,9 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: Option<u16>,
 
-    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-UID]. Push-ahead
+    /// Spool root, outside the data directory, private to the user running uxwal
+    /// (mode 0700; anything else is refused with a warning) [default:
+    /// /var/spool/uxwal when it exists and is the user's, else $TMPDIR/uxwal-UID]. Push-ahead
     /// keeps one entry of about 300 bytes per file pushed ahead, removed once confirmed
     /// or once the database has removed the file, and an empty lock file per file
     /// pushed or archived, removed with the file.

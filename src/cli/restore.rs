@@ -39,11 +39,13 @@ pub struct RestoreCli {
     /// Fetch up to N following segments of the same timeline in the background into
     /// the spool, where later calls find them verified; 0 turns it off [default: 8
     /// when the first repository is object storage, 0 for a directory]. The spool
-    /// holds at most N + 4 stored segments per archive.
+    /// holds at most N segments per archive, and at most spool_max_bytes.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub prefetch: Option<u16>,
 
-    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-$UID].
+    /// Spool root, outside the data directory, private to the user running uxwal
+    /// (mode 0700; anything else is refused with a warning) [default:
+    /// /var/spool/uxwal when it exists and is the user's, else $TMPDIR/uxwal-$UID].
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
