@@ -114,16 +114,9 @@ pub(super) fn settings(
 /// Largest `--parallel` (and `parallel` in the file).
 pub const MAX_PARALLEL: usize = 64;
 
-/// `--parallel`, else the file's `parallel`, which must be in the option's range
-/// (1 to [`MAX_PARALLEL`]): a value the worker would refuse is an error here,
-/// not push-ahead silently off.
+/// `--parallel`, else the file's `parallel` (1 to [`MAX_PARALLEL`]).
 fn parallel_files(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
-    match cli.map(usize::from).or(file.parallel) {
-        Some(n) if !(1..=MAX_PARALLEL).contains(&n) => Err(Error::Config(format!(
-            "parallel = {n}: from 1 to {MAX_PARALLEL} files"
-        ))),
-        other => Ok(other),
-    }
+    super::in_range("parallel", cli, file.parallel, 1..=MAX_PARALLEL)
 }
 
 #[cfg(test)]
@@ -143,7 +136,7 @@ mod tests {
         );
         for bad in ["parallel = 65", "parallel = 0"] {
             let err = parallel_files(None, &file(bad)).unwrap_err();
-            assert!(err.to_string().contains("from 1 to 64"), "{err}");
+            assert!(err.to_string().contains("must be from 1 to 64"), "{err}");
         }
     }
 }

@@ -96,12 +96,7 @@ pub const MAX_PREFETCH: usize = 64;
 
 /// `--prefetch`, else the file's `prefetch`, which must be in the same range.
 fn prefetch_depth(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
-    match cli.map(usize::from).or(file.prefetch) {
-        Some(n) if n > MAX_PREFETCH => Err(crate::Error::Config(format!(
-            "prefetch = {n}: at most {MAX_PREFETCH} segments"
-        ))),
-        other => Ok(other),
-    }
+    super::in_range("prefetch", cli, file.prefetch, 0..=MAX_PREFETCH)
 }
 
 /// The file's `spool_max_bytes`, which must leave room for at least one small segment.
@@ -133,7 +128,7 @@ mod tests {
             Some(2)
         );
         let err = prefetch_depth(None, &file("prefetch = 65")).unwrap_err();
-        assert!(err.to_string().contains("at most 64"), "{err}");
+        assert!(err.to_string().contains("must be from 0 to 64"), "{err}");
         assert!(spool_max_bytes(&file("spool_max_bytes = 1024")).is_err());
         assert_eq!(
             spool_max_bytes(&file("spool_max_bytes = 3145728")).unwrap(),
