@@ -4,8 +4,8 @@ complete -c uxwal-restore -l config -d 'Configuration file (TOML). Default: /etc
 complete -c uxwal-restore -l on-error -d 'What an error other than "not found" does: auto (abort during point-in-time recovery, missing on a standby), abort (exit 200), missing (exit 1) [default: auto]' -r -f -a "auto\t'`abort` during point-in-time recovery (`recovery.signal` without `standby.signal` in the current directory), `missing` on a standby'
 abort\t'Retry briefly, then exit 200 so the database stops recovery'
 missing\t'Exit 1 at once, as for a missing file (the database tries again later)'"
-complete -c uxwal-restore -l prefetch -d 'Fetch up to N following segments of the same timeline in the background into the spool, where later calls find them verified; 0 turns it off [default: 8 when the first repository is object storage, 0 for a directory]. The spool holds at most N + 4 stored segments per archive' -r
-complete -c uxwal-restore -l spool-dir -d 'Spool root, outside the data directory [default: $TMPDIR/uxwal-$UID]' -r -F
+complete -c uxwal-restore -l prefetch -d 'Fetch up to N following segments of the same timeline in the background into the spool, where later calls find them verified; 0 turns it off [default: 8 when the first repository is object storage, 0 for a directory]. The spool holds at most N segments per archive, and at most spool_max_bytes' -r
+complete -c uxwal-restore -l spool-dir -d 'Spool root, outside the data directory, private to the user running uxwal (mode 0700; anything else is refused with a warning) [default: /var/spool/uxwal when it exists and is the user\'s, else $TMPDIR/uxwal-$UID]' -r -F
 complete -c uxwal-restore -s q -l quiet -d 'Print errors only'
 complete -c uxwal-restore -s v -l verbose -d 'Also print what each step does'
 complete -c uxwal-restore -s h -l help -d 'Print help (see more with \'--help\')'

@@ -48,8 +48,11 @@ pub struct ConfigFile {
     pub parallel: Option<usize>,
     /// Segments uxwal-restore fetches ahead in the background; 0 turns it off (uxwal-restore).
     pub prefetch: Option<usize>,
-    /// Root of the spool directories of `parallel` and `prefetch` (default `$TMPDIR/uxwal-<uid>`).
+    /// Root of the spool directories of `parallel` and `prefetch` (default
+    /// `/var/spool/uxwal` when it exists and belongs to the user, else `$TMPDIR/uxwal-<uid>`).
     pub spool_dir: Option<PathBuf>,
+    /// Bytes one prefetch spool directory may hold (default 2 GiB, at least 2 MiB) (uxwal-restore).
+    pub spool_max_bytes: Option<u64>,
     /// S3 settings: object_store's S3 configuration keys (`region`, `endpoint`, ...).
     pub s3: Option<BTreeMap<String, toml::Value>>,
     /// Azure Blob settings: object_store's Azure configuration keys.

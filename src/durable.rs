@@ -15,9 +15,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 
 /// Mode of every file uxwal creates: WAL holds every row of the database.
 pub const FILE_MODE: u32 = 0o600;
@@ -96,41 +100,6 @@ impl StagedFile {
         })
     }
 
-    /// Moves the existing file `from` into `staging_dir` by a rename and opens it,
-    /// so that this caller alone owns it: of two callers claiming one file, the
-    /// second finds nothing. `None` when there is no file at `from`. Like a new
-    /// staging file, a claimed one is removed when dropped unpublished, and by the
-    /// next writer if this process dies first. (For spool entries, which are
-    /// consumed by whoever uses them.)
-    pub fn claim(from: &Path, staging_dir: &Path) -> io::Result<Option<Self>> {
-        create_dir_all(staging_dir)?;
-        let writer_lock = lock_staging_dir(staging_dir)?;
-        let final_name = from.file_name().unwrap_or_default().to_string_lossy();
-        let path = staging_path(staging_dir, &final_name);
-        match fs::rename(from, &path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path);
-        match opened {
-            Ok(file) => Ok(Some(StagedFile {
-                file,
-                path,
-                removed: false,
-                _writer_lock: writer_lock,
-            })),
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                Err(e)
-            }
-        }
-    }
-
     /// The open file, for reading back what is in it.
     pub fn file(&self) -> &File {
         &self.file
@@ -199,16 +168,24 @@ impl Drop for StagedFile {
     }
 }
 
-/// A fresh staging path for `final_name`: unique per process and moment.
+/// A fresh staging path for `final_name` in `staging_dir`.
 fn staging_path(staging_dir: &Path, final_name: &str) -> PathBuf {
+    staging_dir.join(staging_name(final_name))
+}
+
+/// A fresh staging file name for `final_name`: unique per process, moment and
+/// call (two threads of one process may stage the same name at once).
+fn staging_name(final_name: &str) -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    staging_dir.join(format!(
-        "{final_name}.{}.{nanos}{STAGING_SUFFIX}",
-        std::process::id()
-    ))
+    format!(
+        "{final_name}.{}.{nanos}.{}{STAGING_SUFFIX}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Publishes with `link(2)` (atomic, never replaces; works on NFS), falling back to
@@ -228,47 +205,30 @@ fn link_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-#[cfg(target_os = "linux")]
 fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (f, t) = (cstr(from)?, cstr(to)?);
-    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like open(2).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn rename_no_replace(_from: &Path, _to: &Path) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
+    rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
 }
 
 /// Takes the shared writer lock on `dir`, first removing abandoned staging files
 /// when no other writer holds it. Filesystems without locks get no clean-up
 /// (and `None`), never a failed archive.
 fn lock_staging_dir(dir: &Path) -> io::Result<Option<File>> {
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(LOCK_NAME))?;
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    lock_staging_dir_at(fd.as_fd())
+}
+
+/// [`lock_staging_dir`] for a directory held by descriptor.
+fn lock_staging_dir_at(dir: BorrowedFd<'_>) -> io::Result<Option<File>> {
+    let lock = File::from(rustix::fs::openat(
+        dir,
+        LOCK_NAME,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(FILE_MODE),
+    )?);
     if lock.try_lock().is_ok() {
         remove_staging_files(dir)?;
     }
@@ -280,24 +240,152 @@ fn lock_staging_dir(dir: &Path) -> io::Result<Option<File>> {
 }
 
 /// Removes every staging file in `dir`; only called while no writer is alive.
-fn remove_staging_files(dir: &Path) -> io::Result<usize> {
+fn remove_staging_files(dir: BorrowedFd<'_>) -> io::Result<usize> {
     let mut removed = 0;
-    for entry in fs::read_dir(dir)? {
+    for entry in rustix::fs::Dir::read_from(dir)? {
         let entry = entry?;
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .ends_with(STAGING_SUFFIX)
-        {
+        let name = entry.file_name();
+        if !name.to_bytes().ends_with(STAGING_SUFFIX.as_bytes()) {
             continue;
         }
-        match fs::remove_file(entry.path()) {
+        match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
             Ok(()) => removed += 1,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(removed)
+}
+
+/// A file being written in a staging directory held open by descriptor (a
+/// spool's `tmp/`), published by a rename between descriptors: no path is
+/// resolved again after the directories were checked, so nothing swapped in
+/// under a path meanwhile can redirect a write. Dropping it unpublished removes
+/// it; the same writer lock as [`StagedFile`]'s lets the next writer remove what
+/// a dead one left.
+pub struct StagedAt {
+    file: File,
+    /// The staging directory.
+    dir: OwnedFd,
+    /// The file's name in it.
+    name: String,
+    removed: bool,
+    _writer_lock: Option<File>,
+}
+
+impl StagedAt {
+    /// Creates a new staging file for `final_name` in the directory `staging`.
+    pub fn create(staging: BorrowedFd<'_>, final_name: &str) -> io::Result<Self> {
+        let dir = staging.try_clone_to_owned()?;
+        let writer_lock = lock_staging_dir_at(dir.as_fd())?;
+        let name = staging_name(final_name);
+        let fd = rustix::fs::openat(
+            &dir,
+            &name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(FILE_MODE),
+        )?;
+        Ok(StagedAt {
+            file: File::from(fd),
+            dir,
+            name,
+            removed: false,
+            _writer_lock: writer_lock,
+        })
+    }
+
+    /// Moves the existing file `from_name` of directory `from` into `staging` by
+    /// a rename and opens it, so that this caller alone owns it: of two callers
+    /// claiming one file, the second finds nothing. `None` when there is no such
+    /// file. Removed when dropped unpublished, like a new staging file. The
+    /// caller checks what it opened (see `background::spool`).
+    pub fn claim(
+        from: BorrowedFd<'_>,
+        from_name: &str,
+        staging: BorrowedFd<'_>,
+    ) -> io::Result<Option<Self>> {
+        let dir = staging.try_clone_to_owned()?;
+        let writer_lock = lock_staging_dir_at(dir.as_fd())?;
+        let name = staging_name(from_name);
+        match rustix::fs::renameat(from, from_name, &dir, &name) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        // Non-blocking: whatever is there, opening it must not hang (a FIFO).
+        let opened = rustix::fs::openat(
+            &dir,
+            &name,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        );
+        match opened {
+            Ok(fd) => Ok(Some(StagedAt {
+                file: File::from(fd),
+                dir,
+                name,
+                removed: false,
+                _writer_lock: writer_lock,
+            })),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&dir, &name, AtFlags::empty());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The open file, for reading back what is in it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Cuts the file to `len` bytes.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    /// Renames the file over `name` in `dir` (replacing it), not fsynced: for
+    /// what only saves work (a prefetched segment, a position).
+    pub fn publish_replace_at(mut self, dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+        rustix::fs::renameat(&self.dir, &self.name, dir, name)?;
+        self.removed = true;
+        Ok(())
+    }
+
+    /// fsyncs the file, renames it over `name` in `dir` and fsyncs `dir`: for
+    /// records that must survive a crash once written (push-ahead entries).
+    pub fn publish_replace_durable_at(mut self, dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+        self.file.sync_all()?;
+        rustix::fs::renameat(&self.dir, &self.name, dir, name)?;
+        self.removed = true;
+        rustix::fs::fsync(dir).map_err(io::Error::from)
+    }
+
+    /// Renames the file over `dest` (a path relative to the working directory):
+    /// for a restore target, which the database makes durable itself.
+    pub fn publish_replace_path(mut self, dest: &Path) -> io::Result<()> {
+        rustix::fs::renameat(&self.dir, &self.name, CWD, dest)?;
+        self.removed = true;
+        Ok(())
+    }
+}
+
+impl Write for StagedAt {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for StagedAt {
+    fn drop(&mut self) {
+        if !self.removed {
+            self.removed = true;
+            let _ = rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty());
+        }
+    }
 }
 
 /// A staging file beside `dest` for a restore target (same directory, so the final

@@ -149,6 +149,9 @@ fn stored(site: &Site, name: &str) -> Vec<u8> {
 fn private_dir(dir: &Path) {
     fs::create_dir_all(dir).unwrap();
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    // The spool root is checked like its directories (issue 12).
+    let root = dir.parent().unwrap();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 #[test]

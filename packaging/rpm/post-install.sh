@@ -12,4 +12,16 @@ if [ -f "$conf" ] && [ "$(stat -c %G "$conf")" = root ]; then
         fi
     done
 fi
+# The spool root (see packaging/debian/postinst): owned by the database's
+# user, mode 0700, created once.
+spool=/var/spool/uxwal
+for user in postgres uxdb; do
+    if getent passwd "$user" >/dev/null; then
+        if [ ! -e "$spool" ]; then
+            mkdir -m 0700 "$spool"
+            chown "$user:" "$spool"
+        fi
+        break
+    fi
+done
 exit 0

@@ -11,30 +11,38 @@
 //! exits the lock is held, so whoever waits for the lock waits for the worker,
 //! and at most one worker runs per lock.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Starts this program with `args` detached (see the module documentation) in
-/// `cwd`, handing it the locked `lock` (whose descriptor number `args` names).
-/// The child is not waited for: it outlives this process and is reaped by init.
-pub fn spawn_with_lock(args: Vec<std::ffi::OsString>, lock: &File, cwd: &Path) -> io::Result<()> {
+/// the directory `cwd` (a descriptor: entered with `fchdir`, so that no path
+/// swapped meanwhile can send the worker elsewhere), handing it the locked
+/// `lock` (whose descriptor number `args` names). The child is not waited for:
+/// it outlives this process and is reaped by init.
+pub fn spawn_with_lock(
+    args: Vec<std::ffi::OsString>,
+    lock: &File,
+    cwd: BorrowedFd<'_>,
+) -> io::Result<()> {
     let fd = lock.as_raw_fd();
+    let dir = cwd.as_raw_fd();
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .current_dir(cwd);
-    // SAFETY: between fork and exec only async-signal-safe calls: setsid(2),
-    // sigprocmask(2) on a local set, close_range(2) and fcntl(2) on descriptors
-    // this process owns.
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe calls: fchdir(2),
+    // setsid(2), sigprocmask(2) on a local set, close_range(2) and fcntl(2), on
+    // descriptors this process owns (`cwd` and `lock` are borrowed for the whole
+    // of this function, so they are open in the child).
     unsafe {
         cmd.pre_exec(move || {
+            if libc::fchdir(dir) == -1 {
+                return Err(io::Error::last_os_error());
+            }
             libc::setsid();
             // Descriptors the database left open for the command (its WAL files,
             // its postmaster-death pipe) are not the worker's to hold: close them
@@ -59,26 +67,6 @@ pub fn spawn_with_lock(args: Vec<std::ffi::OsString>, lock: &File, cwd: &Path) -
         });
     }
     cmd.spawn().map(drop)
-}
-
-/// Takes ownership of an inherited lock descriptor after checking that it is the
-/// lock file at `path` (a number on a command line is not proof).
-pub fn adopt_lock(path: &Path, fd: RawFd) -> io::Result<File> {
-    let expected = fs::metadata(path)?;
-    // SAFETY: fstat only reads the descriptor's metadata into a zeroed struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0
-        || st.st_dev as u64 != expected.dev()
-        || st.st_ino as u64 != expected.ino()
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("descriptor {fd} is not {}", path.display()),
-        ));
-    }
-    // SAFETY: the descriptor is open (fstat succeeded), refers to the lock file,
-    // and nothing else in this process owns it: it was inherited for this purpose.
-    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// How often a worker's main thread looks at the stop flag while its work runs.
@@ -112,34 +100,5 @@ pub fn run_until_stopped<T: Send + 'static>(
                 )))
             }
         }
-    }
-}
-
-/// Opens a lock file (mode 0600, never through a symbolic link): with
-/// `create_new`, only when it does not exist yet (a claim); otherwise creating it
-/// if needed.
-pub fn open_lock(path: &Path, create_new: bool) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .mode(crate::durable::FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-    if create_new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(false);
-    }
-    options.open(path)
-}
-
-/// The worker lock at `path`, taken without waiting; `None` when a running
-/// worker holds it.
-pub fn try_worker_lock(path: &Path) -> io::Result<Option<File>> {
-    let lock = open_lock(path, false)?;
-    match lock.try_lock() {
-        Ok(()) => Ok(Some(lock)),
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }

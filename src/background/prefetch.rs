@@ -40,23 +40,29 @@
 //!   while the database moves the wanted position, refilling each freed place
 //!   at once; with the window full (or the archive ending) it waits up to
 //!   [`DEFAULT_LINGER`] (`UXWAL_PREFETCH_LINGER` seconds) for the next position,
-//!   woken by inotify, then exits. Each fetch is bounded by the storage deadline
+//!   woken by inotify. Each fetch is bounded by the storage deadline
 //!   (`--deadline`).
-//! - **Bounded disk use.** The worker fetches only the N segments after the
-//!   wanted position and removes entries outside that window (see [`Spool::remove_stale`]),
-//!   so the spool holds at most N entries plus [`WORKER_FETCHES`] being written:
-//!   at most (N + 4) segments, each with a 48-byte trailer
-//!   (N ≤ 64: about 1.1 GiB with 16 MiB segments). Losing
-//!   the spool loses nothing: the archive is never changed.
+//! - **Bounded in bytes, segments and time.** The worker fetches only the N
+//!   segments after the wanted position and removes entries outside that window
+//!   (see [`Spool::remove_stale`]); and it starts a fetch only while the entries
+//!   spooled plus those being written, one more included, fit in `spool_max_bytes`
+//!   ([`DEFAULT_MAX_BYTES`]). An entry older than [`STALE_AFTER`] is never served.
+//!   A worker whose position was not asked for during the whole linger (the
+//!   recovery ended: the database promoted or stopped) removes its spool
+//!   directory before it exits. Losing the spool loses nothing: the archive is
+//!   never changed.
+//! - **Private.** The spool is used only through descriptors of checked
+//!   directories ([`spool`]), and an entry is used only when it is a regular
+//!   file of the user running uxwal with one link: another local user can
+//!   neither plant nor redirect one (see `docs/SECURITY.md`).
 //! - **Clean stop.** The worker turns SIGTERM/SIGINT/SIGHUP into a stop
 //!   ([`signals`]). Entries appear under their final name only by a rename
-//!   of a complete file ([`crate::durable::StagedFile`]), so a stopped or killed
+//!   of a complete file ([`crate::durable::StagedAt`]), so a stopped or killed
 //!   worker leaves staging files at most, which the next writer removes.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,9 +70,10 @@ use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
 
-use super::{detach, spool, Launcher, WorkerJob};
+use super::spool::{self, DirWatch, SpoolDir};
+use super::{detach, Launcher, WorkerJob};
 use crate::codec::{self, ReadError, Trailer};
-use crate::durable::{self, StagedFile};
+use crate::durable::{self, StagedAt};
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{Identity, Repository};
@@ -92,6 +99,10 @@ pub struct Job {
     pub store: StoreOptions,
     /// Segments to keep fetched after the wanted position (`--prefetch`).
     pub depth: usize,
+    /// Bytes the spool directory may hold (entries and entries being written).
+    pub max_bytes: u64,
+    /// How long a worker with a full window waits for the next position.
+    pub linger: Duration,
     /// The spool root.
     pub spool_dir: PathBuf,
     /// The configuration file the restore was given, handed on to the worker.
@@ -100,94 +111,120 @@ pub struct Job {
 
 /// The file naming the last segment restored (the position the worker fetches after).
 const WANT_FILE: &str = "want";
-/// Held (flock) by the one running worker.
-const WORKER_LOCK: &str = ".worker.lock";
-/// Where entries are written before they are renamed into place.
-const STAGING_DIR: &str = "tmp";
 
-/// The spool directory of one archive identity.
-#[derive(Debug, Clone)]
+/// The spool directory of one archive identity, held by descriptor (see
+/// [`spool`]).
+#[derive(Debug)]
 pub struct Spool {
-    dir: PathBuf,
+    root: SpoolDir,
+    /// `restore-<system identifier>-<location key>` in `root`.
+    name: String,
+    dir: SpoolDir,
     identity: Identity,
     depth: usize,
+    max_bytes: u64,
 }
 
 impl Spool {
-    /// Opens (creating, private) the spool directory under `root` of the archive
-    /// at `location` whose identity is `identity`.
-    pub fn open(root: &Path, location: &str, identity: Identity, depth: usize) -> Result<Spool> {
-        let dir = spool::open_private_dir(&Self::dir_for(root, location, &identity))?;
+    /// Opens (creating, private) the spool directory in `root` of the archive at
+    /// `location` whose identity is `identity`, keeping at most `depth` entries
+    /// and `max_bytes` bytes.
+    pub fn open(
+        root: &SpoolDir,
+        location: &str,
+        identity: Identity,
+        depth: usize,
+        max_bytes: u64,
+    ) -> Result<Spool> {
+        let name = Self::dir_name(location, &identity);
+        let dir = root.open_dir(&name)?;
+        let root = root
+            .try_clone()
+            .map_err(|e| Error::Internal(format!("spool root: {e}")))?;
         Ok(Spool {
+            root,
+            name,
             dir,
             identity,
             depth,
+            max_bytes,
         })
     }
 
-    /// `<root>/restore-<system identifier>-<first 16 hex digits of the SHA-256 of location>`.
-    pub fn dir_for(root: &Path, location: &str, identity: &Identity) -> PathBuf {
-        root.join(format!(
+    /// `restore-<system identifier>-<first 16 hex digits of the SHA-256 of location>`.
+    fn dir_name(location: &str, identity: &Identity) -> String {
+        format!(
             "restore-{}-{}",
             identity.system_identifier,
-            location_key(location)
-        ))
+            spool::location_key(location.as_bytes())
+        )
+    }
+
+    /// Where the spool directory of `location` and `identity` is under `root`.
+    pub fn dir_for(root: &Path, location: &str, identity: &Identity) -> PathBuf {
+        root.join(Self::dir_name(location, identity))
     }
 
     /// The identity the last worker read from the archive at `location`, so that
     /// a call the database waits for finds its spool without a round trip. Every
-    /// worker reads the archive's identity again and refreshes this, so after an
-    /// archive at the same location changed identity at most the next call still
-    /// looks in the old spool; and what it takes from there is a segment the
-    /// direct path would equally have taken from that location moments before
-    /// (restore reads objects by name, and the database checks the system
-    /// identifier of every page it replays).
-    pub fn cached_identity(root: &Path, location: &str) -> Option<Identity> {
-        let dir = spool::open_private_dir(&identity_dir(root, location)).ok()?;
-        let text = fs::read_to_string(dir.join(IDENTITY_FILE)).ok()?;
-        toml::from_str(&text).ok()
+    /// worker reads the archive's identity again and refreshes this. The caller
+    /// compares it with the data directory's own system identifier when it has
+    /// one (`commands::restore`), and every entry's page header is checked
+    /// against it: an entry of another cluster is never served.
+    pub fn cached_identity(root: &SpoolDir, location: &str) -> Option<Identity> {
+        let dir = root.open_dir(&identity_dir(location)).ok()?;
+        let bytes = dir.read_small(IDENTITY_FILE, 4096).ok()??;
+        toml::from_str(std::str::from_utf8(&bytes).ok()?).ok()
     }
 
     /// Records `identity` as the one of the archive at `location` (see [`Spool::cached_identity`]).
-    pub fn remember_identity(root: &Path, location: &str, identity: &Identity) -> Result<()> {
+    pub fn remember_identity(root: &SpoolDir, location: &str, identity: &Identity) -> Result<()> {
         if Self::cached_identity(root, location).as_ref() == Some(identity) {
             return Ok(());
         }
-        let dir = spool::open_private_dir(&identity_dir(root, location))?;
-        let path = dir.join(IDENTITY_FILE);
+        let dir = root.open_dir(&identity_dir(location))?;
         let local = |e: io::Error| Error::Destination {
-            path: path.clone(),
+            path: dir.path().join(IDENTITY_FILE),
             source: e,
         };
-        let mut staged =
-            StagedFile::create(&dir.join(STAGING_DIR), IDENTITY_FILE).map_err(local)?;
+        let mut staged = dir.stage(IDENTITY_FILE).map_err(local)?;
         let text = toml::to_string(identity).expect("serializable");
         staged.write_all(text.as_bytes()).map_err(local)?;
-        staged.publish_replace(&path).map_err(local)
+        dir.publish(staged, IDENTITY_FILE).map_err(local)
     }
 
+    /// Where the spool directory was found (for messages and tests).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     fn entry(&self, segment: SegmentName) -> PathBuf {
-        self.dir.join(segment.to_string())
+        self.dir.path().join(segment.to_string())
+    }
+
+    /// The bytes one entry takes: a segment and its trailer.
+    fn entry_len(&self) -> u64 {
+        self.identity.segment_size + ENTRY_TRAILER_LEN as u64
     }
 
     /// Restores `segment` to `dest` from the spool when a verified entry is there,
     /// consuming the entry. `false` means: fetch it from the repository.
     pub fn take(&self, segment: SegmentName, dest: &Path) -> bool {
-        let path = self.entry(segment);
-        if !path.exists() {
+        let name = segment.to_string();
+        if !self.dir.exists(&name) {
             return false;
         }
         // Claimed by a rename first: from then on this call alone owns the entry,
-        // whoever else (a second server sharing the spool root) wants it.
-        let claimed = match StagedFile::claim(&path, &self.dir.join(STAGING_DIR)) {
+        // whoever else (a second server sharing the spool root) wants it. The
+        // claim also refuses anything but a regular file of ours with one link.
+        let claimed = match self.dir.claim(&name) {
             Ok(Some(claimed)) => claimed,
             Ok(None) => return false,
             Err(e) => {
-                tracing::debug!("cannot take spooled {segment}: {e}");
+                tracing::warn!(
+                    "spooled copy of {segment} ({}) is unusable: {e}; removed it, fetching from the archive",
+                    self.entry(segment).display()
+                );
                 return false;
             }
         };
@@ -202,7 +239,7 @@ impl Spool {
             Err(EntryError::Damaged(reason)) => {
                 tracing::warn!(
                     "spooled copy of {segment} ({}) is unusable: {reason}; removed it, fetching from the archive",
-                    path.display()
+                    self.entry(segment).display()
                 );
                 false
             }
@@ -215,35 +252,39 @@ impl Spool {
         }
     }
 
-    /// Checks a claimed entry (size, page header, SHA-256 as the archive recorded
-    /// it) and moves the segment to `dest`: by a rename when the spool and `dest`
-    /// share a filesystem, so the segment's bytes are read once (to hash them) and
-    /// never copied; otherwise copied while they are hashed. Dropping `claimed`
-    /// on any error removes the entry.
+    /// Checks a claimed entry (age, size, page header, SHA-256 as the archive
+    /// recorded it) and moves the segment to `dest`: by a rename when the spool
+    /// and `dest` share a filesystem, so the segment's bytes are read once (to
+    /// hash them) and never copied; otherwise copied while they are hashed.
+    /// Dropping `claimed` on any error removes the entry.
     fn restore_entry(
         &self,
-        mut claimed: StagedFile,
+        mut claimed: StagedAt,
         segment: SegmentName,
         dest: &Path,
     ) -> Result<(), EntryError> {
+        use std::os::unix::fs::FileExt;
         let size = self.identity.segment_size;
         let file = claimed.file();
         let meta = file.metadata().map_err(EntryError::Local)?;
-        if meta.len() != size + ENTRY_TRAILER_LEN as u64 {
+        if meta.len() != self.entry_len() {
             return Err(EntryError::Damaged(format!(
                 "it is {} bytes, not a {size}-byte segment and its checksum",
                 meta.len()
             )));
         }
-        // Mapped, not read: hashing straight from the page cache saves copying
-        // the segment once more. (The claimed file has a name of this process's
-        // own: nothing else truncates it while it is mapped.)
-        let mapped = Mapped::new(file, meta.len()).map_err(EntryError::Local)?;
-        let (content, tail) = mapped.bytes().split_at(size as usize);
-        let recorded = parse_entry_trailer(tail.try_into().expect("trailer length"))
+        if !is_fresh(meta.modified().ok()) {
+            return Err(EntryError::Damaged(format!(
+                "it is older than {} s",
+                STALE_AFTER.as_secs()
+            )));
+        }
+        let mut tail = [0u8; ENTRY_TRAILER_LEN];
+        file.read_exact_at(&mut tail, size)
+            .map_err(EntryError::Local)?;
+        let recorded = parse_entry_trailer(&tail)
             .filter(|t| t.size == size)
             .ok_or_else(|| EntryError::Damaged("its checksum trailer is damaged".into()))?;
-        self.check_header(content, segment)?;
         let dest_dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -253,12 +294,23 @@ impl Spool {
             true => None,
             false => Some(durable::stage_beside(dest).map_err(EntryError::Local)?),
         };
+        // Read through the claimed descriptor: a file of ours alone, with one link
+        // (checked by the claim), so nobody else can change it meanwhile.
         let mut hasher = sha2::Sha256::new();
-        for block in content.chunks(READ_BLOCK) {
-            hasher.update(block);
-            if let Some(copy) = copy.as_mut() {
-                copy.write_all(block).map_err(EntryError::Local)?;
+        let mut block = vec![0u8; READ_BLOCK.min(size as usize)];
+        let mut offset = 0u64;
+        while offset < size {
+            let n = (size - offset).min(block.len() as u64) as usize;
+            file.read_exact_at(&mut block[..n], offset)
+                .map_err(EntryError::Local)?;
+            if offset == 0 {
+                self.check_header(&block[..n], segment)?;
             }
+            hasher.update(&block[..n]);
+            if let Some(copy) = copy.as_mut() {
+                copy.write_all(&block[..n]).map_err(EntryError::Local)?;
+            }
+            offset += n as u64;
         }
         let actual: [u8; 32] = hasher.finalize().into();
         if actual != recorded.sha256 {
@@ -268,12 +320,11 @@ impl Spool {
                 codec::hex(&actual)
             )));
         }
-        drop(mapped);
         match copy {
             Some(copy) => copy.publish_replace(dest),
             None => claimed
                 .truncate(size)
-                .and_then(|()| claimed.publish_replace(dest)),
+                .and_then(|()| claimed.publish_replace_path(dest)),
         }
         .map_err(EntryError::Local)
     }
@@ -302,17 +353,17 @@ impl Spool {
     /// Records `restored` as the wanted position and removes entries it made
     /// stale. Done by the foreground after each restored segment.
     pub fn advance(&self, restored: SegmentName) -> io::Result<()> {
-        let mut staged = StagedFile::create(&self.dir.join(STAGING_DIR), WANT_FILE)?;
+        let mut staged = self.dir.stage(WANT_FILE)?;
         writeln!(staged, "{restored}")?;
-        staged.publish_replace(&self.dir.join(WANT_FILE))?;
+        self.dir.publish(staged, WANT_FILE)?;
         self.remove_stale(restored);
         Ok(())
     }
 
     /// The wanted position, if one was recorded.
     pub fn want(&self) -> Option<SegmentName> {
-        let text = fs::read_to_string(self.dir.join(WANT_FILE)).ok()?;
-        match text.trim().parse::<WalName>() {
+        let bytes = self.dir.read_small(WANT_FILE, 64).ok()??;
+        match std::str::from_utf8(&bytes).ok()?.trim().parse::<WalName>() {
             Ok(WalName::Segment(s)) => Some(s),
             _ => None,
         }
@@ -331,28 +382,33 @@ impl Spool {
     /// window, not a segment name, or untouched for [`STALE_AFTER`].
     pub fn remove_stale(&self, want: SegmentName) {
         let window = self.window(want);
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name == WANT_FILE || name == WORKER_LOCK || name == STAGING_DIR {
+        for (name, stat) in self.dir.entries().unwrap_or_default() {
+            if name == WANT_FILE || name == spool::WORKER_LOCK || name == spool::STAGING_DIR {
                 continue;
             }
             let wanted = match name.parse::<WalName>() {
                 Ok(WalName::Segment(s)) => window.contains(&s),
                 _ => false,
             };
-            let fresh = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age < STALE_AFTER);
-            if !(wanted && fresh) {
-                let _ = fs::remove_file(entry.path());
+            if !(wanted && is_fresh(mtime(&stat))) {
+                let _ = self.dir.unlink(&name);
             }
+        }
+    }
+
+    /// How many entries (segment names) the spool directory holds now.
+    fn spooled(&self) -> u64 {
+        let entries = self.dir.entries().unwrap_or_default();
+        entries
+            .iter()
+            .filter(|(name, _)| matches!(name.parse::<WalName>(), Ok(WalName::Segment(_))))
+            .count() as u64
+    }
+
+    /// Removes the spool directory: its recovery has ended (see [`work`]).
+    fn remove(&self) {
+        if let Err(e) = self.root.remove_tree(&self.name) {
+            tracing::debug!("cannot remove {}: {e}", self.dir().display());
         }
     }
 
@@ -361,14 +417,29 @@ impl Spool {
     /// until the worker exits the lock is held: whoever waits for the lock waits
     /// for the worker.
     pub fn start_worker(&self, job: &Job, launch: Launcher) -> io::Result<bool> {
-        let Some(lock) = detach::try_worker_lock(&self.dir.join(WORKER_LOCK))? else {
+        let Some(lock) = self.dir.try_worker_lock()? else {
             return Ok(false);
         };
         // Out of the data directory, in a session of its own (see super::detach).
         let args = launch(&WorkerJob::Prefetch(job), lock.as_raw_fd());
-        detach::spawn_with_lock(args, &lock, &self.dir)?;
+        self.dir.spawn_worker(args, &lock)?;
         Ok(true)
     }
+}
+
+/// An entry's modification time from what `fstatat` found.
+fn mtime(stat: &rustix::fs::Stat) -> Option<SystemTime> {
+    let secs = u64::try_from(stat.st_mtime).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Written less than [`STALE_AFTER`] ago (a time in the future counts as now).
+fn is_fresh(modified: Option<SystemTime>) -> bool {
+    modified.is_some_and(|t| {
+        SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < STALE_AFTER)
+    })
 }
 
 /// Why a spool entry was not used.
@@ -377,47 +448,6 @@ enum EntryError {
     Damaged(String),
     /// Local I/O (the destination, or reading the entry).
     Local(io::Error),
-}
-
-/// A whole file mapped read-only.
-struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn new(file: &File, len: u64) -> io::Result<Mapped> {
-        let len = usize::try_from(len).map_err(io::Error::other)?;
-        // SAFETY: a fresh read-only private mapping of an open file; the kernel
-        // chooses the address. MAP_POPULATE reads it in at once instead of page
-        // fault by page fault.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapped { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `self` is dropped.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`, once.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
 }
 
 /// Tag of a spool entry's trailer (see [`ENTRY_TRAILER_LEN`]).
@@ -480,24 +510,28 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
         return Ok(WorkerOutcome::Idle);
     };
     drop(repo);
-    if let Err(e) = Spool::remember_identity(&job.spool_dir, location, &identity) {
+    // Checked again here: the worker trusts no path its caller checked.
+    let root = SpoolDir::open_root(&job.spool_dir, None)?;
+    if let Err(e) = Spool::remember_identity(&root, location, &identity) {
         tracing::debug!("cannot remember the archive identity: {e}");
     }
-    let spool = Spool::open(&job.spool_dir, location, identity, job.depth)?;
+    let spool = Spool::open(&root, location, identity, job.depth, job.max_bytes)?;
+    drop(root);
     let lock_error = |e: io::Error| Error::Internal(format!("prefetch worker lock: {e}"));
     let lock = match lock_fd {
-        Some(fd) => detach::adopt_lock(&spool.dir.join(WORKER_LOCK), fd).map_err(lock_error)?,
-        None => match detach::try_worker_lock(&spool.dir.join(WORKER_LOCK)).map_err(lock_error)? {
+        Some(fd) => spool.dir.adopt_worker_lock(fd).map_err(lock_error)?,
+        None => match spool.dir.try_worker_lock().map_err(lock_error)? {
             Some(lock) => lock,
             None => return Ok(WorkerOutcome::AlreadyRunning),
         },
     };
     // Watched from before the first look at the position, so that no move of it
     // is missed. Without a watch (no inotify) the worker does not linger.
-    let watch = PositionWatch::new(&spool.dir)
+    let watch = spool
+        .dir
+        .watch_renames_into()
         .map_err(|e| tracing::debug!("prefetch worker does not linger: {e}"))
         .ok();
-    let linger = linger();
     // The first segment the archive did not have: not asked for again in this
     // run until the database has restored past it.
     let mut end = None;
@@ -516,8 +550,20 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
         // that here saves the next call starting a worker, and that worker a
         // round trip for the identity.
         if let Some(watch) = &watch {
-            if watch.wait_for_move(&spool, want, linger) {
-                continue;
+            if !job.linger.is_zero() {
+                if wait_for_move(watch, &spool, want, job.linger) {
+                    continue;
+                }
+                if signals::stop_requested() {
+                    return Ok(WorkerOutcome::Stopped);
+                }
+                // No request for the position for the whole linger: the recovery
+                // has ended (promoted, or stopped), and nothing spooled here will be
+                // asked for. Removed while the lock is still held; a call that
+                // comes back meanwhile costs one prefetch at most (its directory is
+                // recreated, or left in place when it is not empty by then).
+                spool.remove();
+                return Ok(WorkerOutcome::Done);
             }
         }
         // Nothing left for this position. The foreground records a new position
@@ -531,96 +577,56 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
 }
 
 /// How long a worker whose window is full waits for the next wanted position
-/// before it exits: `UXWAL_PREFETCH_LINGER` seconds (0 to 60), else
-/// [`DEFAULT_LINGER`].
-fn linger() -> Duration {
-    std::env::var(LINGER_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|secs| *secs <= 60)
-        .map_or(DEFAULT_LINGER, Duration::from_secs)
+/// before it removes its spool directory and exits: `UXWAL_PREFETCH_LINGER`
+/// seconds (0 to [`MAX_LINGER_SECS`]), else [`DEFAULT_LINGER`]. 0 means: exit at
+/// once and leave the entries to the next calls (they expire after
+/// [`STALE_AFTER`]). Anything else is a configuration error, never a silent
+/// default.
+pub fn linger_from_env() -> Result<Duration> {
+    let Ok(text) = std::env::var(LINGER_ENV) else {
+        return Ok(DEFAULT_LINGER);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(secs) if secs <= MAX_LINGER_SECS => Ok(Duration::from_secs(secs)),
+        _ => Err(Error::Config(format!(
+            "{LINGER_ENV}={text:?}: must be a whole number of seconds from 0 to {MAX_LINGER_SECS}"
+        ))),
+    }
 }
 
 /// Seconds a prefetch worker with a full window waits for the next position.
 pub const LINGER_ENV: &str = "UXWAL_PREFETCH_LINGER";
 /// The wait when [`LINGER_ENV`] is not set.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+/// Largest [`LINGER_ENV`].
+pub const MAX_LINGER_SECS: u64 = 60;
+/// Default byte bound of one prefetch spool directory (`spool_max_bytes`).
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+/// Smallest `spool_max_bytes`: one 1 MiB segment and its trailer.
+pub const MIN_MAX_BYTES: u64 = 2 << 20;
 
-/// Wakes a worker when the wanted position moves: the foreground renames a new
-/// `want` file into the spool directory, which inotify reports, so a lingering
-/// worker reacts at once and costs nothing while it waits.
-struct PositionWatch {
-    fd: OwnedFd,
-}
-
-impl PositionWatch {
-    fn new(dir: &Path) -> io::Result<Self> {
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: inotify_init1 takes flags only; a non-negative result is a new
-        // descriptor that nothing else owns.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+/// Waits up to `linger` for the wanted position to leave `want` (or for a
+/// shutdown signal); true when it moved. The foreground renames a new `want`
+/// file into the spool directory, which the watch reports, so a lingering
+/// worker reacts at once and costs nothing while it waits. Any error ends the
+/// wait.
+fn wait_for_move(watch: &DirWatch, spool: &Spool, want: SegmentName, linger: Duration) -> bool {
+    let until = std::time::Instant::now() + linger;
+    loop {
+        // Events are consumed *before* the position is read: a move after the
+        // read queues a new event, which ends the wait below.
+        if !watch.drain() {
+            return false;
         }
-        // SAFETY: see above.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: a valid descriptor and a NUL-terminated path.
-        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_MOVED_TO) } < 0
-        {
-            return Err(io::Error::last_os_error());
+        if spool.want() != Some(want) {
+            return true;
         }
-        Ok(PositionWatch { fd })
-    }
-
-    /// Waits up to `linger` for the wanted position to leave `want` (or for a
-    /// shutdown signal); true when it moved. Any error ends the wait.
-    fn wait_for_move(&self, spool: &Spool, want: SegmentName, linger: Duration) -> bool {
-        let until = std::time::Instant::now() + linger;
-        loop {
-            // Events are consumed *before* the position is read: a move after the
-            // read queues a new event, which ends the poll below.
-            if !self.drain() {
-                return false;
-            }
-            if spool.want() != Some(want) {
-                return true;
-            }
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || signals::stop_requested() {
-                return false;
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // Woken by an event, else at least every STOP_CHECK to see a signal.
-            let ms = left.min(detach::STOP_CHECK).as_millis().max(1) as libc::c_int;
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, ms) } < 0
-                && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
-            {
-                return false;
-            }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || signals::stop_requested() {
+            return false;
         }
-    }
-
-    /// Reads every queued event (any move into the directory is a reason to look
-    /// at the position again); false on an error.
-    fn drain(&self) -> bool {
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: reads into a buffer of the given length.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                continue;
-            }
-            match io::Error::last_os_error().kind() {
-                _ if n == 0 => return true,
-                io::ErrorKind::Interrupted => continue,
-                kind => return kind == io::ErrorKind::WouldBlock,
-            }
-        }
+        // Woken by an event, else at least every STOP_CHECK to see a signal.
+        watch.wait(left.min(detach::STOP_CHECK));
     }
 }
 
@@ -695,12 +701,16 @@ impl Picker {
         {
             self.end = None;
         }
+        // The byte bound counts what is spooled and what is being written.
+        let held = spool.spooled() + self.in_flight.len() as u64 + 1;
+        if held.saturating_mul(spool.entry_len()) > spool.max_bytes {
+            return None;
+        }
         let end = self.end;
         let beyond_end = |s: &SegmentName| end.is_some_and(|end| *s >= end);
-        let segment = spool
-            .window(want)
-            .into_iter()
-            .find(|s| !beyond_end(s) && !self.in_flight.contains(s) && !spool.entry(*s).exists())?;
+        let segment = spool.window(want).into_iter().find(|s| {
+            !beyond_end(s) && !self.in_flight.contains(s) && !spool.dir.exists(&s.to_string())
+        })?;
         self.in_flight.insert(segment);
         Some(segment)
     }
@@ -711,14 +721,9 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// First 16 hex digits of the SHA-256 of a repository location: names its spool.
-fn location_key(location: &str) -> String {
-    codec::hex(&sha2::Sha256::digest(location.as_bytes())[..8])
-}
-
-/// `<root>/restore-<location key>/`: holds the archive's identity as the last worker read it.
-fn identity_dir(root: &Path, location: &str) -> PathBuf {
-    root.join(format!("restore-{}", location_key(location)))
+/// `restore-<location key>`: holds the archive's identity as the last worker read it.
+fn identity_dir(location: &str) -> String {
+    format!("restore-{}", spool::location_key(location.as_bytes()))
 }
 
 /// The file in [`identity_dir`] that holds the identity.
@@ -781,8 +786,7 @@ fn fetch_one(spool: &Spool, job: &Job, segment: SegmentName) -> Result<bool> {
         );
         return Ok(true);
     }
-    let staged =
-        StagedFile::create(&spool.dir.join(STAGING_DIR), &segment.to_string()).map_err(local)?;
+    let staged = spool.dir.stage(&segment.to_string()).map_err(local)?;
     let mut out = StopOnSignal(staged);
     match codec::decode_into(&mut obj.reader, format, payload, &mut out) {
         Ok(written) if written == trailer.size => {}
@@ -805,7 +809,7 @@ fn fetch_one(spool: &Spool, job: &Job, segment: SegmentName) -> Result<bool> {
     let mut staged = out.0;
     staged
         .write_all(&entry_trailer(&trailer))
-        .and_then(|()| staged.publish_replace(&spool.entry(segment)))
+        .and_then(|()| spool.dir.publish(staged, &segment.to_string()))
         .map_err(local)?;
     Ok(true)
 }
@@ -813,6 +817,7 @@ fn fetch_one(spool: &Spool, job: &Job, segment: SegmentName) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     fn identity() -> Identity {
         Identity {
@@ -822,6 +827,11 @@ mod tests {
         }
     }
 
+    fn test_spool(root: &Path, identity: Identity, depth: usize) -> Spool {
+        let root = SpoolDir::open_root(&root.join("spool"), None).unwrap();
+        Spool::open(&root, "/mnt/wal", identity, depth, u64::MAX).unwrap()
+    }
+
     fn seg(timeline: u32, n: u64) -> SegmentName {
         SegmentName::from_segment_number(timeline, n, 1 << 20)
     }
@@ -829,7 +839,7 @@ mod tests {
     #[test]
     fn stale_entries_go_and_the_window_stays() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 3).unwrap();
+        let spool = test_spool(root.path(), identity(), 3);
         let name = spool
             .dir()
             .file_name()
@@ -840,7 +850,7 @@ mod tests {
             name.starts_with("restore-42-") && name.len() == 11 + 16,
             "{name}"
         );
-        let elsewhere = Spool::dir_for(root.path(), "s3://b/wal", &identity());
+        let elsewhere = Spool::dir_for(&root.path().join("spool"), "s3://b/wal", &identity());
         assert_ne!(
             spool.dir(),
             elsewhere,
@@ -872,7 +882,7 @@ mod tests {
     #[test]
     fn entries_untouched_for_an_hour_go_even_in_the_window() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 3).unwrap();
+        let spool = test_spool(root.path(), identity(), 3);
         let (old, new) = (spool.entry(seg(1, 2)), spool.entry(seg(1, 3)));
         fs::write(&old, b"x").unwrap();
         fs::write(&new, b"x").unwrap();
@@ -890,16 +900,14 @@ mod tests {
     #[test]
     fn window_crosses_a_log_boundary() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(
+        let spool = test_spool(
             root.path(),
-            "/mnt/wal",
             Identity {
                 segment_size: 16 << 20,
                 ..identity()
             },
             2,
-        )
-        .unwrap();
+        );
         let last = SegmentName {
             timeline: 3,
             log: 0,
@@ -915,7 +923,7 @@ mod tests {
     #[test]
     fn fetchers_refill_the_moving_window_and_stop_at_the_end_of_the_archive() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 3).unwrap();
+        let spool = test_spool(root.path(), identity(), 3);
         spool.advance(seg(1, 10)).unwrap();
         let mut picker = Picker {
             in_flight: Default::default(),
@@ -957,7 +965,7 @@ mod tests {
     #[test]
     fn a_damaged_entry_is_refused_and_removed() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), "/mnt/wal", identity(), 2).unwrap();
+        let spool = test_spool(root.path(), identity(), 2);
         let dest = root.path().join("RECOVERYXLOG");
         fs::write(spool.entry(seg(1, 5)), b"not an archived object at all").unwrap();
         assert!(!spool.take(seg(1, 5), &dest));

@@ -60,7 +60,7 @@
 //! compared by its own call).
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,9 +70,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{detach, spool, Launcher, WorkerJob};
+use super::spool::{self, SpoolDir};
+use super::{detach, Launcher, WorkerJob};
 use crate::codec::hex;
-use crate::durable::StagedFile;
 use crate::error::{Error, Result};
 use crate::pipeline::ship::{self, ArchiveOutcome, CheckedRepos, Shipped};
 use crate::repo::Repository;
@@ -99,10 +99,6 @@ pub struct Job {
 const ENTRY_SUFFIX: &str = ".pushed";
 /// Suffix of a per-file lock: `<name>.lock`.
 const LOCK_SUFFIX: &str = ".lock";
-/// Held (flock) by the one running worker.
-const WORKER_LOCK: &str = ".worker.lock";
-/// Where entries are written before they are renamed into place.
-const STAGING_DIR: &str = "tmp";
 /// Largest spool entry read; anything bigger is not one of ours.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 
@@ -112,7 +108,11 @@ const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Result<ArchiveOutcome> {
     signals::install();
     let settings = &job.ship;
-    let spool = match Spool::open(&job.spool_dir, &job.wal_dir) {
+    let spool = match Spool::open(
+        &job.spool_dir,
+        &job.wal_dir,
+        spool::data_directory().as_deref(),
+    ) {
         Ok(spool) => spool,
         Err(e) => {
             // Push-ahead only saves time: without a spool, archive this file alone.
@@ -167,11 +167,11 @@ pub fn run_worker(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
 
 fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
     let settings = &job.ship;
-    let spool = Spool::open(&job.spool_dir, &job.wal_dir)?;
+    let spool = Spool::open(&job.spool_dir, &job.wal_dir, None)?;
     let lock_error = |e: io::Error| Error::Internal(format!("push-ahead worker lock: {e}"));
     let lock = match lock_fd {
-        Some(fd) => detach::adopt_lock(&spool.dir.join(WORKER_LOCK), fd).map_err(lock_error)?,
-        None => match spool.try_worker_lock().map_err(lock_error)? {
+        Some(fd) => spool.dir.adopt_worker_lock(fd).map_err(lock_error)?,
+        None => match spool.dir.try_worker_lock().map_err(lock_error)? {
             Some(lock) => lock,
             None => return Ok(WorkerOutcome::AlreadyRunning),
         },
@@ -366,9 +366,9 @@ impl PushedEntry {
     }
 }
 
-/// The spool directory of one WAL directory.
+/// The spool directory of one WAL directory, held by descriptor (see [`spool`]).
 struct Spool {
-    dir: PathBuf,
+    dir: SpoolDir,
     /// The WAL directory, canonical.
     wal_dir: PathBuf,
 }
@@ -376,33 +376,33 @@ struct Spool {
 impl Spool {
     /// Opens (creating) `<root>/archive-<16 hex digits of the SHA-256 of the
     /// canonical WAL directory path>`: one per cluster, so that two clusters on one
-    /// host never see each other's entries. Root and directory must be private.
-    fn open(root: &Path, wal_dir: &Path) -> Result<Spool> {
+    /// host never see each other's entries. Root and directory must be private;
+    /// with `data_dir` (the foreground), a root inside it is refused.
+    fn open(root: &Path, wal_dir: &Path, data_dir: Option<&Path>) -> Result<Spool> {
         let canonical = fs::canonicalize(wal_dir).map_err(|e| {
             Error::Config(format!(
                 "cannot resolve the WAL directory {}: {e}",
                 wal_dir.display()
             ))
         })?;
-        let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-        spool::open_private_dir(root)?;
-        let dir = spool::open_private_dir(&root.join(format!("archive-{}", hex(&digest[..8]))))?;
+        let key = spool::location_key(canonical.as_os_str().as_encoded_bytes());
+        let dir = SpoolDir::open_root(root, data_dir)?.open_dir(&format!("archive-{key}"))?;
         Ok(Spool {
             dir,
             wal_dir: canonical,
         })
     }
 
-    fn entry_path(&self, name: &WalName) -> PathBuf {
-        self.dir.join(format!("{name}{ENTRY_SUFFIX}"))
+    fn entry_name(name: &WalName) -> String {
+        format!("{name}{ENTRY_SUFFIX}")
     }
 
-    fn lock_path(&self, name: &WalName) -> PathBuf {
-        self.dir.join(format!("{name}{LOCK_SUFFIX}"))
+    fn lock_name(name: &WalName) -> String {
+        format!("{name}{LOCK_SUFFIX}")
     }
 
     fn has_entry(&self, name: &WalName) -> bool {
-        self.entry_path(name).exists()
+        self.dir.exists(&Self::entry_name(name))
     }
 
     /// The ready files that nobody has claimed (no lock file) or recorded, in
@@ -423,13 +423,13 @@ impl Spool {
     }
 
     fn taken(&self, name: &WalName) -> bool {
-        self.lock_path(name).exists() || self.has_entry(name)
+        self.dir.exists(&Self::lock_name(name)) || self.has_entry(name)
     }
 
     /// Claims `name` for the worker: creates its lock file, which must not exist
     /// yet, and locks it. `None`: claimed by someone else.
     fn claim_new(&self, name: &WalName) -> Option<File> {
-        let lock = detach::open_lock(&self.lock_path(name), true).ok()?;
+        let lock = self.dir.open_lock(&Self::lock_name(name), true).ok()?;
         // A call that opened the new file first archives the file itself.
         lock.try_lock().ok()?;
         Some(lock)
@@ -440,7 +440,7 @@ impl Spool {
     /// then archives the file anyway (a second upload of the same content is
     /// found identical, never stored twice).
     fn claim_waiting(&self, name: &WalName, limit: Duration) -> Option<File> {
-        let lock = match detach::open_lock(&self.lock_path(name), false) {
+        let lock = match self.dir.open_lock(&Self::lock_name(name), false) {
             Ok(lock) => lock,
             Err(e) => {
                 tracing::warn!("{name}: cannot open its push-ahead lock: {e}");
@@ -485,21 +485,16 @@ impl Spool {
         None
     }
 
-    /// The worker lock, taken; `None` when a worker holds it.
-    fn try_worker_lock(&self) -> io::Result<Option<File>> {
-        detach::try_worker_lock(&self.dir.join(WORKER_LOCK))
-    }
-
     /// Starts a detached worker unless one is running. The lock is taken here and
     /// handed to the worker, so from this call's return until the worker exits
     /// the lock is held: whoever waits for the lock waits for the worker.
     fn start_worker(&self, job: &Job, launch: Launcher) -> io::Result<bool> {
-        let Some(lock) = self.try_worker_lock()? else {
+        let Some(lock) = self.dir.try_worker_lock()? else {
             return Ok(false);
         };
         // (Every path in the job is absolute: the worker runs in the spool directory.)
         let args = launch(&WorkerJob::PushAhead(job), lock.as_raw_fd());
-        detach::spawn_with_lock(args, &lock, &self.dir)?;
+        self.dir.spawn_worker(args, &lock)?;
         Ok(true)
     }
 
@@ -507,33 +502,24 @@ impl Spool {
     fn record(&self, entry: &PushedEntry) -> io::Result<()> {
         let text = toml::to_string(entry).map_err(io::Error::other)?;
         let final_name = format!("{}{ENTRY_SUFFIX}", entry.name);
-        let mut staged = StagedFile::create(&self.dir.join(STAGING_DIR), &final_name)?;
+        let mut staged = self.dir.stage(&final_name)?;
         staged.write_all(text.as_bytes())?;
-        staged.publish_replace_durable(&self.dir.join(final_name))
+        self.dir.publish_durable(staged, &final_name)
     }
 
     /// Removes the entry of `name`. Not fsynced: an entry that comes back after a
     /// crash is checked in full before it is trusted, like any other.
     fn remove(&self, name: &WalName) {
-        match fs::remove_file(self.entry_path(name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("{name}: cannot remove its spool entry: {e}"),
+        if let Err(e) = self.dir.unlink(&Self::entry_name(name)) {
+            tracing::warn!("{name}: cannot remove its spool entry: {e}");
         }
     }
 
     /// Removes the entries and lock files of files the database has removed or
     /// recycled (a lock file only when nobody holds it).
     fn remove_stale(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else {
-                continue;
-            };
-            if file_name == WORKER_LOCK {
+        for (file_name, _) in self.dir.entries().unwrap_or_default() {
+            if file_name == spool::WORKER_LOCK {
                 continue;
             }
             let (base, is_lock) = match (
@@ -552,15 +538,29 @@ impl Spool {
                 continue;
             }
             if is_lock {
-                let Ok(lock) = detach::open_lock(&entry.path(), false) else {
+                let Ok(lock) = self.dir.open_lock(&file_name, false) else {
                     continue;
                 };
                 if lock.try_lock().is_err() {
                     continue;
                 }
             }
-            let _ = fs::remove_file(entry.path());
+            let _ = self.dir.unlink(&file_name);
         }
+    }
+
+    /// The text of the entry of `name`; `None` when there is none. Only a
+    /// regular file of the user running uxwal, of at most [`MAX_ENTRY_BYTES`].
+    fn read_entry(&self, name: &WalName) -> io::Result<Option<String>> {
+        let Some(bytes) = self
+            .dir
+            .read_small(&Self::entry_name(name), MAX_ENTRY_BYTES)?
+        else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// True when `name` has an entry and everything in it still holds (see the
@@ -573,7 +573,7 @@ impl Spool {
         repos: &[Repository],
         settings: &ship::Settings,
     ) -> bool {
-        let text = match read_entry(&self.entry_path(name)) {
+        let text = match self.read_entry(name) {
             Ok(None) => return false,
             Ok(Some(text)) => text,
             Err(e) => {
@@ -680,18 +680,6 @@ fn check_repositories(
         }
         Ok(())
     })
-}
-
-/// Reads an entry file; `None` when there is none.
-fn read_entry(path: &Path) -> io::Result<Option<String>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut text = String::new();
-    file.take(MAX_ENTRY_BYTES).read_to_string(&mut text)?;
-    Ok(Some(text))
 }
 
 /// Size and SHA-256 of a file, read in 1 MiB blocks.
@@ -804,19 +792,26 @@ mod tests {
         let wal_dir = base.path().join("pg_wal");
         fs::create_dir(&wal_dir).unwrap();
         let root = base.path().join("spool");
-        let spool = Spool::open(&root, &wal_dir).unwrap();
-        let again = Spool::open(&root, &wal_dir).unwrap();
-        assert_eq!(spool.dir, again.dir, "one directory per WAL directory");
+        let spool = Spool::open(&root, &wal_dir, None).unwrap();
+        let again = Spool::open(&root, &wal_dir, None).unwrap();
+        assert_eq!(
+            spool.dir.path(),
+            again.dir.path(),
+            "one directory per WAL directory"
+        );
         let elsewhere = base.path().join("other_wal");
         fs::create_dir(&elsewhere).unwrap();
-        assert_ne!(Spool::open(&root, &elsewhere).unwrap().dir, spool.dir);
+        assert_ne!(
+            Spool::open(&root, &elsewhere, None).unwrap().dir.path(),
+            spool.dir.path()
+        );
 
         let name: WalName = "000000010000000000000004".parse().unwrap();
         let mut entry = sample();
         spool.record(&entry).unwrap();
         entry.size = 42;
         spool.record(&entry).unwrap();
-        let text = read_entry(&spool.entry_path(&name)).unwrap().unwrap();
+        let text = spool.read_entry(&name).unwrap().unwrap();
         assert_eq!(PushedEntry::parse(&text, &name).unwrap().size, 42);
         assert!(spool.has_entry(&name));
 
@@ -830,10 +825,13 @@ mod tests {
         );
         fs::remove_file(wal_dir.join(name.to_string())).unwrap();
         spool.remove_stale();
-        assert!(spool.lock_path(&name).exists(), "a held lock stays");
+        assert!(
+            spool.dir.exists(&Spool::lock_name(&name)),
+            "a held lock stays"
+        );
         drop(held);
         spool.remove_stale();
-        assert!(!spool.lock_path(&name).exists());
+        assert!(!spool.dir.exists(&Spool::lock_name(&name)));
         assert!(!spool.has_entry(&name), "the database removed the file");
     }
 }

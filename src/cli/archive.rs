@@ -47,7 +47,9 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: Option<u16>,
 
-    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-UID]. Push-ahead
+    /// Spool root, outside the data directory, private to the user running uxwal
+    /// (mode 0700; anything else is refused with a warning) [default:
+    /// /var/spool/uxwal when it exists and is the user's, else $TMPDIR/uxwal-UID]. Push-ahead
     /// keeps one entry of about 300 bytes per file pushed ahead, removed once confirmed
     /// or once the database has removed the file, and an empty lock file per file
     /// pushed or archived, removed with the file.
@@ -103,8 +105,38 @@ pub(super) fn settings(
             compression,
             level,
         },
-        parallel: parallel.map(usize::from).or(file.parallel),
+        parallel: parallel_files(parallel, &file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
         config_file: common.config.clone().map(absolute),
     })
+}
+
+/// Largest `--parallel` (and `parallel` in the file).
+pub const MAX_PARALLEL: usize = 64;
+
+/// `--parallel`, else the file's `parallel` (1 to [`MAX_PARALLEL`]).
+fn parallel_files(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
+    super::in_range("parallel", cli, file.parallel, 1..=MAX_PARALLEL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_from_the_file_is_bounded_like_the_option() {
+        let file = |text: &str| -> ConfigFile { toml::from_str(text).unwrap() };
+        assert_eq!(
+            parallel_files(None, &file("parallel = 64")).unwrap(),
+            Some(64)
+        );
+        assert_eq!(
+            parallel_files(Some(3), &file("parallel = 99")).unwrap(),
+            Some(3)
+        );
+        for bad in ["parallel = 65", "parallel = 0"] {
+            let err = parallel_files(None, &file(bad)).unwrap_err();
+            assert!(err.to_string().contains("must be from 1 to 64"), "{err}");
+        }
+    }
 }

@@ -77,3 +77,22 @@ pub(crate) fn absolute_repos(
         .map(crate::repo::Repository::absolute_location)
         .collect())
 }
+
+/// The command line's value, else the configuration file's `key`, which must lie
+/// in `range` like the option's: a value out of range is a configuration error,
+/// never a silently disabled feature.
+fn in_range(
+    key: &str,
+    cli: Option<u16>,
+    file: Option<usize>,
+    range: std::ops::RangeInclusive<usize>,
+) -> crate::Result<Option<usize>> {
+    match cli.map(usize::from).or(file) {
+        Some(n) if !range.contains(&n) => Err(crate::Error::Config(format!(
+            "{key} = {n}: must be from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+        other => Ok(other),
+    }
+}

@@ -40,11 +40,13 @@ pub struct RestoreCli {
     /// Fetch up to N following segments of the same timeline in the background into
     /// the spool, where later calls find them verified; 0 turns it off [default: 8
     /// when the first repository is object storage, 0 for a directory]. The spool
-    /// holds at most N + 4 stored segments per archive.
+    /// holds at most N segments per archive, and at most spool_max_bytes.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub prefetch: Option<u16>,
 
-    /// Spool root, outside the data directory [default: $TMPDIR/uxwal-$UID].
+    /// Spool root, outside the data directory, private to the user running uxwal
+    /// (mode 0700; anything else is refused with a warning) [default:
+    /// /var/spool/uxwal when it exists and is the user's, else $TMPDIR/uxwal-$UID].
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
@@ -84,6 +86,8 @@ pub(super) fn settings(
         store: file.store_options(common.deadline)?,
         prefetch: prefetch_depth(prefetch, file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
+        spool_max_bytes: spool_max_bytes(file)?,
+        linger: crate::background::prefetch::linger_from_env()?,
         config_file: common.config.clone().map(absolute),
     })
 }
@@ -93,11 +97,18 @@ pub const MAX_PREFETCH: usize = 64;
 
 /// `--prefetch`, else the file's `prefetch`, which must be in the same range.
 fn prefetch_depth(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> {
-    match cli.map(usize::from).or(file.prefetch) {
-        Some(n) if n > MAX_PREFETCH => Err(crate::Error::Config(format!(
-            "prefetch = {n}: at most {MAX_PREFETCH} segments"
+    super::in_range("prefetch", cli, file.prefetch, 0..=MAX_PREFETCH)
+}
+
+/// The file's `spool_max_bytes`, which must leave room for at least one small segment.
+fn spool_max_bytes(file: &ConfigFile) -> Result<u64> {
+    use crate::background::prefetch::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES};
+    match file.spool_max_bytes {
+        None => Ok(DEFAULT_MAX_BYTES),
+        Some(n) if n >= MIN_MAX_BYTES => Ok(n),
+        Some(n) => Err(crate::Error::Config(format!(
+            "spool_max_bytes = {n}: at least {MIN_MAX_BYTES} bytes (2 MiB)"
         ))),
-        other => Ok(other),
     }
 }
 
@@ -118,6 +129,11 @@ mod tests {
             Some(2)
         );
         let err = prefetch_depth(None, &file("prefetch = 65")).unwrap_err();
-        assert!(err.to_string().contains("at most 64"), "{err}");
+        assert!(err.to_string().contains("must be from 0 to 64"), "{err}");
+        assert!(spool_max_bytes(&file("spool_max_bytes = 1024")).is_err());
+        assert_eq!(
+            spool_max_bytes(&file("spool_max_bytes = 3145728")).unwrap(),
+            3 << 20
+        );
     }
 }

@@ -251,6 +251,8 @@ mod tests {
             location: "s3://bucket/wal".into(),
             store: store(),
             depth: 5,
+            max_bytes: crate::background::prefetch::DEFAULT_MAX_BYTES,
+            linger: crate::background::prefetch::DEFAULT_LINGER,
             spool_dir: "/tmp/uxwal-101".into(),
             config_file: None,
         };

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::background::prefetch::{self, Spool};
+use crate::background::spool::{self, SpoolDir};
 use crate::background::Launcher;
 use crate::error::Result;
 use crate::pipeline::fetch;
@@ -66,6 +67,10 @@ pub struct Settings {
     pub prefetch: Option<usize>,
     /// Spool root for prefetched segments.
     pub spool_dir: PathBuf,
+    /// Bytes one prefetch spool directory may hold (`spool_max_bytes`).
+    pub spool_max_bytes: u64,
+    /// How long a prefetch worker with a full window waits for the next position.
+    pub linger: Duration,
     /// The configuration file given on the command line (or `UXWAL_CONFIG`), which
     /// the prefetch worker reads too.
     pub config_file: Option<PathBuf>,
@@ -90,6 +95,8 @@ impl Settings {
             location: self.repos.first().cloned().unwrap_or_default(),
             store: self.store.clone(),
             depth: self.prefetch_depth(),
+            max_bytes: self.spool_max_bytes,
+            linger: self.linger,
             spool_dir: self.spool_dir.clone(),
             config_file: self.config_file.clone(),
         }
@@ -153,11 +160,23 @@ fn prefetch_after(spool: &Spool, segment: SegmentName, settings: &Settings, laun
 const SPOOL_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
 
 /// The spool of the first repository's archive, when prefetch is on and that
-/// archive has an identity. Any problem turns prefetch off for this call.
+/// archive has an identity. Any problem turns prefetch off for this call; a
+/// refused spool directory says so in one warning line.
 fn open_spool(settings: &Settings) -> Option<Spool> {
     let depth = settings.prefetch_depth();
     let location = settings.repos.first().filter(|_| depth > 0)?;
-    let identity = match Spool::cached_identity(&settings.spool_dir, location) {
+    let data_dir = spool::data_directory();
+    let root = SpoolDir::open_root(&settings.spool_dir, data_dir.as_deref())
+        .map_err(|e| tracing::warn!("prefetch off: {e}"))
+        .ok()?;
+    // The database's own system identifier, when this runs in its data directory:
+    // a cached identity of another cluster (a reused location) is not trusted,
+    // and so no entry of another cluster is ever served (each entry's page
+    // header is checked against the identity).
+    let own = data_dir.as_deref().and_then(system_identifier);
+    let cached = Spool::cached_identity(&root, location)
+        .filter(|i| own.is_none_or(|own| own == i.system_identifier));
+    let identity = match cached {
         Some(identity) => identity,
         None => {
             let mut store = settings.store.clone();
@@ -166,15 +185,30 @@ fn open_spool(settings: &Settings) -> Option<Spool> {
                 .and_then(|repo| repo.identity())
                 .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
                 .ok()??;
-            if let Err(e) = Spool::remember_identity(&settings.spool_dir, location, &identity) {
+            if let Err(e) = Spool::remember_identity(&root, location, &identity) {
                 tracing::debug!("cannot remember the archive identity: {e}");
+            }
+            if own.is_some_and(|own| own != identity.system_identifier) {
+                tracing::debug!("prefetch off: the archive belongs to another database system");
+                return None;
             }
             identity
         }
     };
-    Spool::open(&settings.spool_dir, location, identity, depth)
+    Spool::open(&root, location, identity, depth, settings.spool_max_bytes)
         .map_err(|e| tracing::warn!("prefetch off: {e}"))
         .ok()
+}
+
+/// The system identifier in `global/pg_control` of `data_dir`: the first field
+/// of `ControlFileData`, a `uint64` in the machine's byte order.
+fn system_identifier(data_dir: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(data_dir.join("global/pg_control"))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()?;
+    Some(u64::from_ne_bytes(head))
 }
 
 #[cfg(test)]
@@ -188,6 +222,8 @@ mod tests {
             store: StoreOptions::default(),
             prefetch,
             spool_dir: PathBuf::from("/nonexistent"),
+            spool_max_bytes: prefetch::DEFAULT_MAX_BYTES,
+            linger: prefetch::DEFAULT_LINGER,
             config_file: None,
         };
         assert_eq!(settings("/mnt/wal", None).prefetch_depth(), 0);
