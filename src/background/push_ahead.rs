@@ -696,12 +696,7 @@ fn read_entry(path: &Path) -> io::Result<Option<String>> {
 
 /// Size and SHA-256 of a file, read in 1 MiB blocks.
 fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
-    let mut hasher = Sha256::new();
-    let size = io::copy(
-        &mut io::BufReader::with_capacity(1 << 20, File::open(path)?),
-        &mut hasher,
-    )?;
-    Ok((size, hasher.finalize().into()))
+    crate::codec::digest::hash_reader(&mut File::open(path)?).map(|(sha, size)| (size, sha))
 }
 
 #[cfg(test)]

@@ -35,11 +35,10 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::codec::{self, ReadError};
 use crate::error::Error;
 use crate::repo::remote::StoreOptions;
 use crate::repo::{Entry, Repository};
-use crate::wal::name::WalName;
+use crate::wal::name::{InvalidWalName, WalName};
 
 /// Files removed per call to the storage: S3's bulk delete takes at most 1000
 /// keys, and a local batch fsyncs each directory once.
@@ -394,19 +393,26 @@ impl Cleaner<'_> {
         };
         let text = match &self.archive {
             Archive::Layout(repo) => {
-                let mut obj = repo.get(&c.key)?.ok_or_else(|| {
-                    bad("listed, but gone when read (is another cleanup running?)".into())
-                })?;
-                let map = |e: ReadError| bad(e.to_string());
-                let (format, trailer, payload) =
-                    codec::read_trailer(&mut obj.reader, obj.len).map_err(map)?;
-                if trailer.size > MAX_BACKUP_FILE {
-                    return Err(bad(format!("{} bytes is too large", trailer.size)));
+                let name: WalName = c
+                    .name
+                    .parse()
+                    .map_err(|e: InvalidWalName| bad(e.to_string()))?;
+                // A damaged object is this backup file's problem; any other failure the storage's.
+                let damaged = |e: Error| match e {
+                    Error::Corrupt { source, .. } => bad(source.to_string()),
+                    e => CleanupError::Repository(e),
+                };
+                let stored = repo
+                    .open_stored(&name, None)
+                    .map_err(damaged)?
+                    .ok_or_else(|| {
+                        bad("listed, but gone when read (is another cleanup running?)".into())
+                    })?;
+                let size = stored.trailer().size;
+                if size > MAX_BACKUP_FILE {
+                    return Err(bad(format!("{size} bytes is too large")));
                 }
-                let mut bytes = Vec::new();
-                codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut bytes)
-                    .map_err(map)?;
-                bytes
+                stored.read_head(size as usize).map_err(damaged)?
             }
             Archive::Plain { dir, .. } => {
                 let mut bytes = Vec::new();

@@ -286,7 +286,7 @@ pub fn verify(
     let mut files_checked = 0u64;
     let mut meta_stored = 0u64;
     let mut meta_original = 0u64;
-    let check_any = |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
+    let check_any = |r: &Repository, j: &Job| check::check(r, &j.name, identity.as_ref());
     pool(
         &meta_jobs,
         settings.jobs,
