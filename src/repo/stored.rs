@@ -160,51 +160,50 @@ impl StoredObject<'_> {
     /// Decodes the object into `out` (the file `dest`, for messages), checking
     /// its SHA-256 and size. At most the recorded size is written to `out`; on
     /// an error the caller must discard what was written.
-    pub fn copy_to(mut self, out: &mut dyn Write, dest: &Path) -> Result<()> {
-        let decoded = codec::decode_verified(
-            &mut self.reader,
-            self.format,
-            self.payload_len,
-            &self.trailer,
-            out,
-        );
-        decoded.map_err(|e| self.at.read_error(e, Some(dest)))
+    pub fn copy_to(self, out: &mut dyn Write, dest: &Path) -> Result<()> {
+        self.decode(codec::decode_verified, out, Some(dest))
     }
 
     /// [`StoredObject::copy_to`] without the SHA-256 check, for a caller that
     /// checks it itself later (the prefetch spool: the call that serves an entry
     /// hashes it anyway). The formats' own checksums and the size are checked.
-    pub fn copy_unhashed_to(mut self, out: &mut dyn Write, dest: &Path) -> Result<()> {
-        let decoded = codec::decode_unhashed(
-            &mut self.reader,
-            self.format,
-            self.payload_len,
-            &self.trailer,
-            out,
-        );
-        decoded.map_err(|e| self.at.read_error(e, Some(dest)))
+    pub fn copy_unhashed_to(self, out: &mut dyn Write, dest: &Path) -> Result<()> {
+        self.decode(codec::decode_unhashed, out, Some(dest))
     }
 
     /// Decodes and verifies the whole object, keeping its first `keep` bytes:
     /// 0 to prove it intact, a page header's length for a segment, or all of a
     /// (bounded) `.history` / `.backup` file.
-    pub fn read_head(mut self, keep: usize) -> Result<Vec<u8>> {
+    pub fn read_head(self, keep: usize) -> Result<Vec<u8>> {
         let keep = keep.min(usize::try_from(self.trailer.size).unwrap_or(usize::MAX));
         let mut head = Head {
             keep,
             bytes: Vec::with_capacity(keep),
         };
-        let decoded = codec::decode_verified(
+        self.decode(codec::decode_verified, &mut head, None)?;
+        Ok(head.bytes)
+    }
+
+    fn decode(mut self, how: Decode, out: &mut dyn Write, dest: Option<&Path>) -> Result<()> {
+        how(
             &mut self.reader,
             self.format,
             self.payload_len,
             &self.trailer,
-            &mut head,
-        );
-        decoded.map_err(|e| self.at.read_error(e, None))?;
-        Ok(head.bytes)
+            out,
+        )
+        .map_err(|e| self.at.read_error(e, dest))
     }
 }
+
+/// [`codec::decode_verified`] or [`codec::decode_unhashed`].
+type Decode = fn(
+    &mut Box<dyn Blob>,
+    StoredFormat,
+    u64,
+    &Trailer,
+    &mut dyn Write,
+) -> std::result::Result<(), ReadError>;
 
 impl Place<'_> {
     fn corrupt(&self, source: CodecError) -> Error {
@@ -360,18 +359,6 @@ mod tests {
         [Compression::None, Compression::Gzip, Compression::Zstd][which as usize]
     }
 
-    /// Counts what reaches it.
-    struct Counted(u64);
-    impl Write for Counted {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     fn corrupt_because(e: &Error) -> Option<&CodecError> {
         match e {
             Error::Corrupt { source, .. } => Some(source),
@@ -394,13 +381,13 @@ mod tests {
                     return Ok(());
                 }
             };
-            let mut out = Counted(0);
+            let mut out = Vec::new();
             let e = match hashed {
                 true => object.copy_to(&mut out, Path::new("dest")),
                 false => object.copy_unhashed_to(&mut out, Path::new("dest")),
             }
             .unwrap_err();
-            prop_assert!(out.0 <= MIB, "{} bytes written", out.0);
+            prop_assert!(out.len() as u64 <= MIB, "{} bytes written", out.len());
             prop_assert!(matches!(corrupt_because(&e), Some(CodecError::TooLong { recorded }) if *recorded == MIB), "{e}");
         }
 
