@@ -187,15 +187,60 @@ impl Error {
     }
 
     /// True when trying again may succeed: storage and destination I/O failures
-    /// (a busy NFS server, a momentarily full disk), and damage seen while reading
-    /// the archive (a re-read can differ when the fault was in transit).
+    /// that can pass (a busy NFS server, a timeout, a momentarily full disk),
+    /// and damage seen while reading the archive (a re-read can differ when the
+    /// fault was in transit). An I/O failure that the same request meets again
+    /// (permission denied, not found, invalid input or data) is permanent,
+    /// whatever the operation.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Storage { .. }
-                | Error::Destination { .. }
-                | Error::Corrupt { .. }
-                | Error::NotARepository { .. }
-        )
+        match self {
+            Error::Storage { source, .. } | Error::Destination { source, .. } => !matches!(
+                source.kind(),
+                io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::NotFound
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::InvalidData
+            ),
+            Error::Corrupt { .. } | Error::NotARepository { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_failures_are_retried_only_when_they_can_pass() {
+        let storage = |kind| Error::Storage {
+            location: "s3://b".into(),
+            op: "read",
+            key: "k".into(),
+            source: io::Error::new(kind, "x"),
+        };
+        let destination = |kind| Error::Destination {
+            path: "pg_wal/RECOVERYXLOG".into(),
+            source: io::Error::new(kind, "x"),
+        };
+        for kind in [
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::NotFound,
+            io::ErrorKind::InvalidInput,
+            io::ErrorKind::InvalidData,
+        ] {
+            assert!(!storage(kind).is_retryable(), "{kind:?}");
+            assert!(!destination(kind).is_retryable(), "{kind:?}");
+        }
+        for kind in [
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::Other,
+            io::ErrorKind::StorageFull,
+            io::ErrorKind::ConnectionReset,
+        ] {
+            assert!(storage(kind).is_retryable(), "{kind:?}");
+            assert!(destination(kind).is_retryable(), "{kind:?}");
+        }
+        assert!(!Error::Config("x".into()).is_retryable());
     }
 }

@@ -72,13 +72,12 @@ use sha2::Digest;
 
 use super::spool::{self, DirWatch, SpoolDir};
 use super::{detach, Launcher, WorkerJob};
-use crate::codec::{self, ReadError, Trailer};
+use crate::codec::{self, Trailer};
 use crate::durable::{self, StagedAt};
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
-use crate::repo::{Identity, Repository};
+use crate::repo::{identity, Identity, Repository};
 use crate::signals;
-use crate::wal::header::LongPageHeader;
 use crate::wal::name::{SegmentName, WalName};
 
 /// Segments the worker fetches at the same time (one repository client each:
@@ -332,22 +331,14 @@ impl Spool {
     /// The page header at the start of `head` must be this archive's (system
     /// identifier, segment size) and `segment`'s (page address).
     fn check_header(&self, head: &[u8], segment: SegmentName) -> Result<(), EntryError> {
-        let header = LongPageHeader::parse(head).map_err(|e| EntryError::Damaged(e.to_string()))?;
-        if header.system_identifier != self.identity.system_identifier
-            || u64::from(header.segment_size) != self.identity.segment_size
-        {
-            return Err(EntryError::Damaged(format!(
-                "it belongs to database system {} with {}-byte segments, not to this archive",
-                header.system_identifier, header.segment_size
-            )));
-        }
-        if segment.start_lsn(self.identity.segment_size) != Some(header.page_address) {
-            return Err(EntryError::Damaged(format!(
-                "its page address {:#X} is not that of {segment}",
-                header.page_address
-            )));
-        }
-        Ok(())
+        identity::check_segment(
+            head,
+            segment,
+            self.identity.segment_size,
+            Some(&self.identity),
+        )
+        .map(|_| ())
+        .map_err(|e| EntryError::Damaged(format!("its page header: {e}")))
     }
 
     /// Records `restored` as the wanted position and removes entries it made
@@ -751,60 +742,38 @@ fn fetch_one(spool: &Spool, job: &Job, segment: SegmentName) -> Result<bool> {
     // A repository per fetch: its deadline (`--deadline`) bounds this fetch alone.
     let repo = Repository::open_with(&job.location, &job.store)?;
     let name = WalName::Segment(segment);
-    let key = Repository::key(&name);
-    let Some(mut obj) = repo.get(&key)? else {
-        return Ok(false);
-    };
-    let local = |e: io::Error| Error::Destination {
-        path: spool.entry(segment),
-        source: e,
-    };
-    let storage = |e: io::Error| Error::Storage {
-        location: repo.describe(),
-        op: "read",
-        key: key.clone(),
-        source: e,
-    };
     // Spooled as it will be served: decoded here, in the background, and stored
     // uncompressed with the archive's SHA-256 and size after it (see
     // [`ENTRY_TRAILER_LEN`]). The SHA-256 is checked once, by the call that uses
     // the entry: that check covers the archive's object and the spool's copy
-    // alike. (The formats' own checksums are checked on the way: a damaged
-    // object is not spooled, and the direct fetch reports it properly.)
-    let (format, trailer, payload) = match codec::read_trailer(&mut obj.reader, obj.len) {
-        Ok(found) => found,
-        Err(ReadError::Codec(e)) => {
-            tracing::debug!("not spooling {segment}: {e}");
+    // alike. (The formats' own checksums and the size are checked on the way: a
+    // damaged object is not spooled, and the direct fetch reports it properly.)
+    let stored = match repo.open_stored(&name, Some(spool.identity.segment_size)) {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Ok(false),
+        Err(Error::Corrupt { source, .. }) => {
+            tracing::debug!("not spooling {segment}: {source}");
             return Ok(true);
         }
-        Err(ReadError::Io(e) | ReadError::Output(e)) => return Err(storage(e)),
+        Err(e) => return Err(e),
     };
-    if trailer.size != spool.identity.segment_size {
-        tracing::debug!(
-            "not spooling {segment}: its recorded size {} is not the archive's segment size",
-            trailer.size
-        );
-        return Ok(true);
-    }
+    let trailer = *stored.trailer();
+    let entry = spool.entry(segment);
+    let local = |e: io::Error| Error::Destination {
+        path: entry.clone(),
+        source: e,
+    };
     let staged = spool.dir.stage(&segment.to_string()).map_err(local)?;
     let mut out = StopOnSignal(staged);
-    match codec::decode_into(&mut obj.reader, format, payload, &mut out) {
-        Ok(written) if written == trailer.size => {}
-        Ok(written) => {
-            tracing::debug!(
-                "not spooling {segment}: it decodes to {written} bytes, not {}",
-                trailer.size
-            );
-            return Ok(true);
-        }
-        Err(ReadError::Codec(e)) => {
-            tracing::debug!("not spooling {segment}: {e}");
+    match stored.copy_unhashed_to(&mut out, &entry) {
+        Ok(()) => {}
+        Err(Error::Corrupt { source, .. }) => {
+            tracing::debug!("not spooling {segment}: {source}");
             return Ok(true);
         }
         // Stopped by a signal, or our own disk: dropping the staging file removes it.
-        Err(ReadError::Output(_)) if signals::stop_requested() => return Ok(true),
-        Err(ReadError::Output(e)) => return Err(local(e)),
-        Err(ReadError::Io(e)) => return Err(storage(e)),
+        Err(Error::Destination { .. }) if signals::stop_requested() => return Ok(true),
+        Err(e) => return Err(e),
     }
     let mut staged = out.0;
     staged

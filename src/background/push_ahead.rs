@@ -68,7 +68,6 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::spool::{self, SpoolDir};
 use super::{detach, Launcher, WorkerJob};
@@ -684,12 +683,7 @@ fn check_repositories(
 
 /// Size and SHA-256 of a file, read in 1 MiB blocks.
 fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
-    let mut hasher = Sha256::new();
-    let size = io::copy(
-        &mut io::BufReader::with_capacity(1 << 20, File::open(path)?),
-        &mut hasher,
-    )?;
-    Ok((size, hasher.finalize().into()))
+    crate::codec::digest::hash_reader(&mut File::open(path)?).map(|(sha, size)| (size, sha))
 }
 
 #[cfg(test)]

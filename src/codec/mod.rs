@@ -5,14 +5,27 @@
 //! (`docs/FORMAT.md`): `zstd` objects (and `none`, which is a zstd frame made of
 //! uncompressed "raw" blocks) end with a zstd *skippable frame*, which `zstd -d`
 //! ignores; `gzip` objects end with an empty gzip member whose header comment holds
-//! the checksum, which `gunzip` turns into zero bytes. Compression streams: the
-//! source is read once, and hashed and compressed in the same pass.
+//! the checksum, which `gunzip` turns into zero bytes ([`trailer`]). Compression
+//! streams: the source is read once, and hashed ([`digest`]) and compressed in the
+//! same pass.
+//!
+//! Decoding is bounded: at most the size the trailer records ever comes out of
+//! [`decode_verified`] or [`decode_unhashed`], whatever the stored bytes say; an
+//! object that would decode to more is refused ([`CodecError::TooLong`]) at that
+//! point. Errors are sorted as they happen: the storage's own read errors
+//! ([`ReadError::Io`]), damaged content ([`ReadError::Codec`]) and the output's
+//! errors ([`ReadError::Output`]) never mix.
+
+pub mod digest;
+pub mod trailer;
+
+pub use trailer::{read_trailer, StoredFormat, Trailer};
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::str::FromStr;
 
-use sha2::{Digest, Sha256};
+use trailer::{gzip_trailer, zstd_trailer, ZSTD_MAGIC};
 
 /// How `uxwal-archive` stores a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -63,35 +76,10 @@ impl FromStr for Compression {
     }
 }
 
-/// What the archive recorded about the original file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trailer {
-    pub sha256: [u8; 32],
-    pub size: u64,
-}
-
-impl Trailer {
-    pub fn sha256_hex(&self) -> String {
-        hex(&self.sha256)
-    }
-}
-
 /// Formats the 32 bytes of a SHA-256 as lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
-const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
-/// Skippable frame magic 0x184D2A5E (any of 0x184D2A50..=0x184D2A5F is skippable).
-const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
-const TRAILER_TAG: &[u8; 8] = b"UXWALSUM";
-const ZSTD_TRAILER_PAYLOAD: usize = 8 + 32 + 8;
-const ZSTD_TRAILER_LEN: usize = 8 + ZSTD_TRAILER_PAYLOAD;
-const GZIP_COMMENT_PREFIX: &str = "uxwal-sum sha256=";
-/// gzip header (10) + comment ("uxwal-sum sha256=" 17 + 64 hex + " size=" 6 + 16 hex + NUL) +
-/// empty deflate block (2) + CRC32 (4) + ISIZE (4).
-const GZIP_TRAILER_LEN: usize = 10 + 17 + 64 + 6 + 16 + 1 + 2 + 4 + 4;
 
 /// Why a stored object cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +94,15 @@ pub enum CodecError {
     NoTrailer,
     #[error("decompression failed: {0}")]
     Decode(io::Error),
+    /// More comes out than the trailer records: decoding stopped there.
+    #[error("stored object decodes to more than the {recorded} bytes its trailer records")]
+    TooLong { recorded: u64 },
+    /// The trailer records a size no file of this name can have.
+    #[error("its trailer records {size} bytes, but {rule}")]
+    SizeForName { size: u64, rule: String },
+    /// The object is longer than any codec makes of the largest file its name allows.
+    #[error("stored object is {len} bytes, more than uxwal stores for {original} bytes")]
+    StoredLength { len: u64, original: u64 },
     #[error("content does not match the recorded checksum: recorded {recorded} ({recorded_size} bytes), got {actual} ({actual_size} bytes)")]
     Mismatch {
         recorded: String,
@@ -183,68 +180,6 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
-fn zstd_trailer(t: &Trailer) -> [u8; ZSTD_TRAILER_LEN] {
-    let mut b = [0u8; ZSTD_TRAILER_LEN];
-    b[0..4].copy_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
-    b[4..8].copy_from_slice(&(ZSTD_TRAILER_PAYLOAD as u32).to_le_bytes());
-    b[8..16].copy_from_slice(TRAILER_TAG);
-    b[16..48].copy_from_slice(&t.sha256);
-    b[48..56].copy_from_slice(&t.size.to_le_bytes());
-    b
-}
-
-fn parse_zstd_trailer(b: &[u8]) -> Option<Trailer> {
-    let ok = b.len() == ZSTD_TRAILER_LEN
-        && b[0..4] == SKIPPABLE_MAGIC.to_le_bytes()
-        && b[4..8] == (ZSTD_TRAILER_PAYLOAD as u32).to_le_bytes()
-        && &b[8..16] == TRAILER_TAG;
-    ok.then(|| Trailer {
-        sha256: b[16..48].try_into().expect("32 bytes"),
-        size: u64::from_le_bytes(b[48..56].try_into().expect("8 bytes")),
-    })
-}
-
-fn gzip_trailer(t: &Trailer) -> Vec<u8> {
-    // FLG = FCOMMENT, MTIME 0, XFL 0, OS 255 (unknown).
-    let mut b = vec![0x1F, 0x8B, 8, 0x10, 0, 0, 0, 0, 0, 0xFF];
-    b.extend_from_slice(
-        format!(
-            "{GZIP_COMMENT_PREFIX}{} size={:016x}\0",
-            t.sha256_hex(),
-            t.size
-        )
-        .as_bytes(),
-    );
-    // An empty final stored-as-fixed deflate block, CRC32 of nothing, ISIZE 0.
-    b.extend_from_slice(&[0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
-    debug_assert_eq!(b.len(), GZIP_TRAILER_LEN);
-    b
-}
-
-fn parse_gzip_trailer(b: &[u8]) -> Option<Trailer> {
-    let expected_head = [0x1F, 0x8B, 8, 0x10, 0, 0, 0, 0, 0, 0xFF];
-    if b.len() != GZIP_TRAILER_LEN
-        || b[..10] != expected_head
-        || b[b.len() - 10..] != [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    {
-        return None;
-    }
-    let comment = std::str::from_utf8(&b[10..b.len() - 11]).ok()?;
-    let rest = comment.strip_prefix(GZIP_COMMENT_PREFIX)?;
-    let (sha, size) = rest.split_once(" size=")?;
-    if sha.len() != 64 || size.len() != 16 || b[b.len() - 11] != 0 {
-        return None;
-    }
-    let mut sha256 = [0u8; 32];
-    for (i, out) in sha256.iter_mut().enumerate() {
-        *out = u8::from_str_radix(sha.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(Trailer {
-        sha256,
-        size: u64::from_str_radix(size, 16).ok()?,
-    })
-}
-
 /// Writes a zstd frame of uncompressed ("raw") blocks: the `none` codec.
 ///
 /// Frame header: magic, descriptor 0x00 (no content size, no checksum), window
@@ -300,56 +235,6 @@ impl<W: Write> Write for RawFrameWriter<W> {
     }
 }
 
-/// The stored format of an object, known from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoredFormat {
-    Zstd,
-    Gzip,
-}
-
-impl StoredFormat {
-    fn trailer_len(self) -> usize {
-        match self {
-            StoredFormat::Zstd => ZSTD_TRAILER_LEN,
-            StoredFormat::Gzip => GZIP_TRAILER_LEN,
-        }
-    }
-}
-
-/// Reads the format and trailer of a stored object of `len` bytes.
-/// Returns them with the length of the compressed payload before the trailer.
-pub fn read_trailer<R: Read + Seek>(
-    r: &mut R,
-    len: u64,
-) -> Result<(StoredFormat, Trailer, u64), ReadError> {
-    let mut magic = [0u8; 4];
-    let head_len = len.min(4) as usize;
-    r.seek(SeekFrom::Start(0))?;
-    r.read_exact(&mut magic[..head_len])?;
-    let format = if magic == ZSTD_MAGIC {
-        StoredFormat::Zstd
-    } else if magic[..2] == GZIP_MAGIC {
-        StoredFormat::Gzip
-    } else if len < 4 {
-        return Err(CodecError::TooShort(len).into());
-    } else {
-        return Err(CodecError::UnknownFormat(hex(&magic[..head_len])).into());
-    };
-    let tlen = format.trailer_len() as u64;
-    if len < tlen + 4 {
-        return Err(CodecError::TooShort(len).into());
-    }
-    let mut tail = vec![0u8; tlen as usize];
-    r.seek(SeekFrom::Start(len - tlen))?;
-    r.read_exact(&mut tail)?;
-    let trailer = match format {
-        StoredFormat::Zstd => parse_zstd_trailer(&tail),
-        StoredFormat::Gzip => parse_gzip_trailer(&tail),
-    }
-    .ok_or(CodecError::NoTrailer)?;
-    Ok((format, trailer, len - tlen))
-}
-
 /// Reading a stored object failed: the storage (I/O) or the content (codec).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -363,40 +248,22 @@ pub enum ReadError {
 }
 
 /// Decompresses the payload (`payload_len` bytes from offset 0 of `r`) into `out`,
-/// hashing what comes out, and checks it against `trailer`.
-pub fn decode_verified<R: Read + Seek, W: Write>(
+/// hashing what comes out (on a second thread, [`digest::hash_alongside`]), and
+/// checks it against `trailer`. At most `trailer.size` bytes reach `out`.
+pub fn decode_verified<R: Read + Seek + ?Sized>(
     r: &mut R,
     format: StoredFormat,
     payload_len: u64,
     trailer: &Trailer,
-    out: &mut W,
+    out: &mut dyn Write,
 ) -> Result<(), ReadError> {
-    // SHA-256 costs about as much as decompressing and writing together, so it
-    // runs on a second thread, fed in batches of decoded bytes.
-    let (decoded, actual) = std::thread::scope(|scope| {
-        let (to_hasher, batches) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let hasher = scope.spawn(move || {
-            let mut h = Sha256::new();
-            for batch in batches {
-                h.update(&batch);
-            }
-            <[u8; 32]>::from(h.finalize())
-        });
-        let mut sink = HashingWriter {
-            out,
-            batch: Vec::with_capacity(HASH_BATCH),
-            to_hasher,
-        };
-        let decoded = decode_into(r, format, payload_len, &mut sink).and_then(|written| {
-            sink.send_batch()
-                .map(|()| written)
-                .map_err(|e| CodecError::Decode(e).into())
-        });
-        drop(sink);
-        let actual = hasher.join().expect("hashing thread does not panic");
-        (decoded, actual)
-    });
-    let written = decoded?;
+    let mut decoded = decoder(r, format, payload_len, trailer.size)?;
+    let (actual, written) =
+        digest::hash_alongside(&mut decoded, Vec::new(), &mut |chunk| out.write_all(chunk))
+            .map_err(|e| match e {
+                digest::PumpError::Read(e) => classify(e),
+                digest::PumpError::Consume(e) => ReadError::Output(e),
+            })?;
     if actual != trailer.sha256 || written != trailer.size {
         return Err(CodecError::Mismatch {
             recorded: trailer.sha256_hex(),
@@ -412,107 +279,128 @@ pub fn decode_verified<R: Read + Seek, W: Write>(
 /// Decompresses the payload (`payload_len` bytes from offset 0 of `r`) into `out`
 /// without hashing it, for a caller that checks the SHA-256 later itself (the
 /// prefetch spool: the call that uses an entry hashes it anyway). The formats'
-/// own checksums (zstd's content checksum, gzip's CRC-32) are still checked.
-/// Returns the number of bytes written.
-pub fn decode_into<R: Read + Seek, W: Write>(
+/// own checksums (zstd's content checksum, gzip's CRC-32) are still checked, and
+/// so is the size: exactly `trailer.size` bytes, and never more, reach `out`.
+pub fn decode_unhashed<R: Read + Seek + ?Sized>(
     r: &mut R,
     format: StoredFormat,
     payload_len: u64,
-    out: &mut W,
-) -> Result<u64, ReadError> {
-    r.seek(SeekFrom::Start(0))?;
-    let payload = io::BufReader::with_capacity(256 * 1024, r.take(payload_len));
-    let mut sink = TaggedOutput(out);
-    let copied = match format {
-        StoredFormat::Zstd => zstd::stream::read::Decoder::with_buffer(payload)
-            .and_then(|mut d| copy_in_blocks(&mut d, &mut sink)),
-        StoredFormat::Gzip => copy_in_blocks(
-            &mut flate2::bufread::MultiGzDecoder::new(payload),
-            &mut sink,
-        ),
-    };
-    // Errors of the output are tagged (ours: a local file); anything else is the
-    // stored data.
-    copied.map_err(|e| {
-        if e.get_ref().is_some_and(|inner| inner.is::<OutputError>()) {
-            ReadError::Output(e)
-        } else {
-            CodecError::Decode(e).into()
+    trailer: &Trailer,
+    out: &mut dyn Write,
+) -> Result<(), ReadError> {
+    let mut decoded = decoder(r, format, payload_len, trailer.size)?;
+    let mut block = vec![0u8; digest::CHUNK];
+    let mut written = 0;
+    loop {
+        let n = digest::read_full(&mut decoded, &mut block).map_err(classify)?;
+        if n == 0 {
+            break;
         }
+        out.write_all(&block[..n]).map_err(ReadError::Output)?;
+        written += n as u64;
+    }
+    if written != trailer.size {
+        return Err(CodecError::Mismatch {
+            recorded: trailer.sha256_hex(),
+            recorded_size: trailer.size,
+            actual: "not computed".into(),
+            actual_size: written,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The decoder of `format` over the payload of `r`, yielding at most `limit`
+/// bytes ([`Bounded`]). Errors of `r` itself come out tagged ([`SourceError`]).
+fn decoder<'a, R: Read + Seek + ?Sized>(
+    r: &'a mut R,
+    format: StoredFormat,
+    payload_len: u64,
+    limit: u64,
+) -> Result<Bounded<Box<dyn Read + 'a>>, ReadError> {
+    r.seek(SeekFrom::Start(0))?;
+    let payload = io::BufReader::with_capacity(256 * 1024, TaggedSource(r.take(payload_len)));
+    let inner: Box<dyn Read + 'a> = match format {
+        StoredFormat::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(payload).map_err(CodecError::Decode)?)
+        }
+        StoredFormat::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(payload)),
+    };
+    Ok(Bounded {
+        inner,
+        left: limit,
+        limit,
     })
 }
-/// `io::copy` in [`DECODE_BLOCK`]-sized writes: its own 8 KiB buffer makes
-/// 2048 system calls of a 16 MiB segment, which cost more than the copying.
-fn copy_in_blocks<R: Read, W: Write>(r: &mut R, w: &mut W) -> io::Result<u64> {
-    let mut block = vec![0u8; DECODE_BLOCK];
-    let mut total = 0;
-    loop {
-        let n = match r.read(&mut block) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        w.write_all(&block[..n])?;
-        total += n as u64;
+
+/// Sorts an error of reading decoded bytes: the storage's own, the bound, or damage.
+fn classify(e: io::Error) -> ReadError {
+    if e.get_ref().is_some_and(|inner| inner.is::<SourceError>()) {
+        let inner = e.into_inner().expect("checked").downcast::<SourceError>();
+        return ReadError::Io(inner.expect("checked").0);
     }
-}
-
-/// Decoded bytes written at a time.
-const DECODE_BLOCK: usize = 256 * 1024;
-
-/// Bytes handed to the hashing thread at a time.
-const HASH_BATCH: usize = 1 << 20;
-
-struct HashingWriter<'a, W: Write> {
-    out: &'a mut W,
-    /// Decoded bytes written out but not yet handed to the hasher.
-    batch: Vec<u8>,
-    to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
-}
-
-impl<W: Write> HashingWriter<'_, W> {
-    fn send_batch(&mut self) -> io::Result<()> {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HASH_BATCH));
-        self.to_hasher
-            .send(batch)
-            .map_err(|_| io::Error::other("hashing thread stopped"))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.batch.extend_from_slice(&buf[..n]);
-        if self.batch.len() >= HASH_BATCH {
-            self.send_batch()?;
+    if let Some(TooLong(recorded)) = e.get_ref().and_then(|inner| inner.downcast_ref()) {
+        return CodecError::TooLong {
+            recorded: *recorded,
         }
-        Ok(n)
+        .into();
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
+    CodecError::Decode(e).into()
 }
 
-/// An error of the output, tagged so that it is reported as local I/O and not as
-/// damaged stored data.
+/// An error of the stored object's reader (the storage), tagged so that it is
+/// reported as such and not as damaged stored data.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct OutputError(io::Error);
+struct SourceError(io::Error);
 
-/// Tags every error of the writer it wraps as an [`OutputError`].
-struct TaggedOutput<'a, W: Write>(&'a mut W);
+/// Tags every error of the reader it wraps as a [`SourceError`].
+struct TaggedSource<R>(R);
 
-impl<W: Write> Write for TaggedOutput<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl<R: Read> Read for TaggedSource<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0
-            .write(buf)
-            .map_err(|e| io::Error::new(e.kind(), OutputError(e)))
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), SourceError(e)))
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0
-            .flush()
-            .map_err(|e| io::Error::new(e.kind(), OutputError(e)))
+}
+
+/// The decoded stream went past the size its trailer records.
+#[derive(Debug, thiserror::Error)]
+#[error("decodes to more than the {0} bytes its trailer records")]
+struct TooLong(u64);
+
+/// Yields at most `limit` bytes of `inner`; fails with [`TooLong`] as soon as
+/// `inner` has even one byte more, so a decompression bomb stops at the size its
+/// trailer claims instead of filling the disk.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            return match digest::read_full(&mut self.inner, &mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    TooLong(self.limit),
+                )),
+            };
+        }
+        let room = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..room])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -520,6 +408,7 @@ impl<W: Write> Write for TaggedOutput<'_, W> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
     use std::io::Cursor;
 
     fn encode(data: &[u8], c: Compression, level: i32) -> Vec<u8> {
@@ -571,14 +460,147 @@ mod tests {
         }
     }
 
-    #[test]
-    fn trailers_have_fixed_sizes() {
-        let t = Trailer {
-            sha256: [0xAB; 32],
-            size: 16 << 20,
+    /// An object whose trailer claims `claimed` bytes but whose stream holds `data`.
+    fn encode_claiming(data: &[u8], c: Compression, claimed: u64) -> Vec<u8> {
+        let trailer = Trailer {
+            sha256: Sha256::digest(&data[..claimed.min(data.len() as u64) as usize]).into(),
+            size: claimed,
         };
-        assert_eq!(gzip_trailer(&t).len(), GZIP_TRAILER_LEN);
-        assert_eq!(parse_gzip_trailer(&gzip_trailer(&t)), Some(t));
-        assert_eq!(parse_zstd_trailer(&zstd_trailer(&t)), Some(t));
+        let mut e = Encoder::new(Vec::new(), c, c.default_level()).unwrap();
+        e.write_all(data).unwrap();
+        e.finish(&trailer).unwrap()
+    }
+
+    /// Counts what reaches it.
+    struct Counted(u64);
+    impl Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn decode_counting(stored: &[u8], hashed: bool) -> (Result<(), ReadError>, u64) {
+        let mut r = Cursor::new(stored);
+        let (format, trailer, payload) = read_trailer(&mut r, stored.len() as u64).unwrap();
+        let mut out = Counted(0);
+        let result = if hashed {
+            decode_verified(&mut r, format, payload, &trailer, &mut out)
+        } else {
+            decode_unhashed(&mut r, format, payload, &trailer, &mut out)
+        };
+        (result, out.0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn objects_that_decode_to_more_than_their_trailer_stop_there(len in 1usize..600_000, claimed in any::<prop::sample::Index>(), which in 0..3u8, hashed in any::<bool>()) {
+            let c = [Compression::None, Compression::Gzip, Compression::Zstd][which as usize];
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let claimed = claimed.index(len) as u64;
+            let stored = encode_claiming(&data, c, claimed);
+            let (result, written) = decode_counting(&stored, hashed);
+            prop_assert!(written <= claimed, "{written} bytes written, {claimed} claimed");
+            prop_assert!(
+                matches!(result, Err(ReadError::Codec(CodecError::TooLong { recorded })) if recorded == claimed),
+                "{result:?}"
+            );
+        }
+
+        #[test]
+        fn objects_that_decode_to_less_than_their_trailer_are_refused(len in 0usize..100_000, more in 1u64..1_000_000, which in 0..3u8, hashed in any::<bool>()) {
+            let c = [Compression::None, Compression::Gzip, Compression::Zstd][which as usize];
+            let data = vec![3u8; len];
+            let stored = encode_claiming(&data, c, len as u64 + more);
+            let (result, written) = decode_counting(&stored, hashed);
+            prop_assert_eq!(written, len as u64);
+            prop_assert!(matches!(result, Err(ReadError::Codec(CodecError::Mismatch { .. }))), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_at_its_claimed_size() {
+        // 256 MiB of zeros compress to a few KiB; the trailer claims 1 MiB.
+        let claimed = 1u64 << 20;
+        let trailer = Trailer {
+            sha256: [0; 32],
+            size: claimed,
+        };
+        let mut e = Encoder::new(Vec::new(), Compression::Zstd, 19).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            e.write_all(&zeros).unwrap();
+        }
+        let stored = e.finish(&trailer).unwrap();
+        assert!(stored.len() < 64 * 1024, "{} bytes", stored.len());
+        for hashed in [true, false] {
+            let (result, written) = decode_counting(&stored, hashed);
+            assert!(written <= claimed);
+            assert!(matches!(
+                result,
+                Err(ReadError::Codec(CodecError::TooLong { .. }))
+            ));
+        }
+    }
+
+    #[test]
+    fn storage_errors_are_not_damage_and_output_errors_are_the_output() {
+        // Incompressible, so that decoding reads the object in several calls.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let stored = encode(&noise, Compression::Zstd, 1);
+        /// Fails every read after the first `ok` bytes.
+        struct FailingAfter(Cursor<Vec<u8>>, u64);
+        impl Read for FailingAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.position() >= self.1 {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "storage stalled"));
+                }
+                self.0.read(buf)
+            }
+        }
+        impl Seek for FailingAfter {
+            fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+                self.0.seek(pos)
+            }
+        }
+        let len = stored.len() as u64;
+        let mut r = Cursor::new(stored.clone());
+        let (format, trailer, payload) = read_trailer(&mut r, len).unwrap();
+        let mut failing = FailingAfter(Cursor::new(stored.clone()), 1 << 20);
+        let e = decode_verified(&mut failing, format, payload, &trailer, &mut io::sink());
+        assert!(
+            matches!(&e, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{e:?}"
+        );
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        for hashed in [true, false] {
+            let e = if hashed {
+                decode_verified(&mut r, format, payload, &trailer, &mut Full)
+            } else {
+                decode_unhashed(&mut r, format, payload, &trailer, &mut Full)
+            };
+            assert!(matches!(e, Err(ReadError::Output(_))), "{e:?}");
+        }
     }
 }

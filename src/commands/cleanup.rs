@@ -35,7 +35,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::codec::{self, ReadError};
+use crate::codec::ReadError;
 use crate::error::{BackupFault, Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{Entry, Repository};
@@ -374,19 +374,24 @@ impl Cleaner<'_> {
         let limit = backup_label::MAX_LEN as u64 + 1;
         let text = match &self.archive {
             Archive::Layout(repo) => {
-                let mut obj = repo
-                    .get(&c.key)?
+                let name: WalName = c.name.parse()?;
+                // A damaged object is this backup file's problem; any other
+                // failure the storage's.
+                let damaged = |e: Error| match e {
+                    Error::Corrupt { source, .. } => {
+                        bad(BackupFault::Read(ReadError::Codec(source)))
+                    }
+                    e => e,
+                };
+                let stored = repo
+                    .open_stored(&name, None)
+                    .map_err(damaged)?
                     .ok_or_else(|| bad(BackupFault::Vanished))?;
-                let map = |e: ReadError| bad(BackupFault::Read(e));
-                let (format, trailer, payload) =
-                    codec::read_trailer(&mut obj.reader, obj.len).map_err(map)?;
-                if trailer.size >= limit {
-                    return Err(too_large(trailer.size));
+                let size = stored.trailer().size;
+                if size >= limit {
+                    return Err(too_large(size));
                 }
-                let mut bytes = Vec::new();
-                codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut bytes)
-                    .map_err(map)?;
-                bytes
+                stored.read_head(size as usize).map_err(damaged)?
             }
             Archive::Plain { dir, .. } => {
                 let mut bytes = Vec::new();

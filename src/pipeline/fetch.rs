@@ -9,12 +9,11 @@ use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use crate::codec::{self, ReadError};
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::Repository;
-use crate::wal::name::{is_valid_segment_size, WalName};
+use crate::wal::name::WalName;
 
 /// The resolved policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,45 +85,22 @@ fn restore_with_retries(
 }
 
 fn restore_once(repo: &Repository, name: &WalName, dest: &Path) -> Result<RestoreOutcome> {
-    let key = Repository::key(name);
-    let Some(mut obj) = repo.get(&key)? else {
+    // The archive's segment size is not known here (reading IDENTITY would cost
+    // a round trip per file): a segment's recorded size must be one PostgreSQL
+    // allows, and at most that many bytes are ever written (see `repo::stored`).
+    let Some(stored) = repo.open_stored(name, None)? else {
         repo.check_format()?;
         tracing::debug!("{name} is not in the archive");
         return Ok(RestoreOutcome::NotInArchive);
-    };
-    let damaged = |source| Error::Corrupt {
-        name: name.to_string(),
-        source,
-    };
-    let storage = |source| Error::Storage {
-        location: repo.describe(),
-        op: "read",
-        key: key.clone(),
-        source,
     };
     let destination = |source| Error::Destination {
         path: dest.to_path_buf(),
         source,
     };
-    let map = |e: ReadError| match e {
-        ReadError::Codec(c) => damaged(c),
-        ReadError::Io(e) => storage(e),
-        ReadError::Output(e) => destination(e),
-    };
-    let (format, trailer, payload) = codec::read_trailer(&mut obj.reader, obj.len).map_err(map)?;
-    if name.has_page_header() && !is_valid_segment_size(trailer.size) {
-        return Err(Error::BadMetadata {
-            key,
-            reason: format!("recorded size {} is not a WAL segment size", trailer.size),
-        });
-    }
+    let size = stored.trailer().size;
     let mut staged = durable::stage_beside(dest).map_err(destination)?;
-    codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut staged).map_err(map)?;
+    stored.copy_to(&mut staged, dest)?;
     staged.publish_replace(dest).map_err(destination)?;
-    tracing::debug!(
-        "restored {name} ({} bytes) to {}",
-        trailer.size,
-        dest.display()
-    );
+    tracing::debug!("restored {name} ({size} bytes) to {}", dest.display());
     Ok(RestoreOutcome::Restored)
 }

@@ -14,16 +14,14 @@
 //! checking the repositories once per run).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use crate::codec::{self, Compression, Encoder, ReadError, Trailer};
+use crate::codec::digest::{self, PumpError, CHUNK};
+use crate::codec::{Compression, Encoder, Trailer};
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
-use crate::repo::{Identity, PutOutcome, Repository};
-use crate::wal::header::LongPageHeader;
+use crate::repo::{identity, Identity, PutOutcome, Repository};
 use crate::wal::name::{SegmentName, WalName};
 
 /// How to archive.
@@ -44,8 +42,6 @@ pub enum ArchiveOutcome {
     /// The archive already held identical content; nothing was written.
     AlreadyArchived,
 }
-
-const CHUNK: usize = 1 << 20;
 
 /// What archiving one file stored: enough for push-ahead to record it and later
 /// confirm, without downloading, that the repositories still hold it.
@@ -145,7 +141,8 @@ pub fn archive_file_checked(
     }
     let len = meta.len();
     let mut buf = vec![0u8; CHUNK];
-    let filled = read_full(&mut source, &mut buf).map_err(source_error)?;
+    let filled = digest::read_full(&mut source, &mut buf).map_err(source_error)?;
+    buf.truncate(filled);
 
     let mut identities = Vec::with_capacity(repos.len());
     for (i, repo) in repos.iter().enumerate() {
@@ -157,14 +154,9 @@ pub fn archive_file_checked(
             }
         };
         identities.push(match *name {
-            WalName::Segment(segment) | WalName::Partial(segment) => Some(check_segment(
-                repo,
-                name,
-                segment,
-                &buf[..filled],
-                len,
-                known,
-            )?),
+            WalName::Segment(segment) | WalName::Partial(segment) => {
+                Some(check_segment(repo, name, segment, &buf, len, known)?)
+            }
             _ => known,
         });
     }
@@ -207,7 +199,11 @@ pub fn archive_file_checked(
             .write_all(chunk)
             .map_err(|e| write_error(TeeError::from_io(e)))
     };
-    let (sha256, total) = hash_alongside(&mut source, buf, filled, &mut stream, source_error)?;
+    let (sha256, total) =
+        digest::hash_alongside(&mut source, buf, &mut stream).map_err(|e| match e {
+            PumpError::Read(e) => source_error(e),
+            PumpError::Consume(e) => e,
+        })?;
     if total != len {
         return Err(Error::SourceChanged {
             path: wal_path.to_path_buf(),
@@ -229,7 +225,7 @@ pub fn archive_file_checked(
     // Success only when every repository holds the file.
     let mut outcome = ArchiveOutcome::Archived;
     let mut stored_sizes = Vec::with_capacity(repos.len());
-    for (repo, staged) in repos.iter().zip(staged) {
+    for ((repo, staged), identity) in repos.iter().zip(staged).zip(&identities) {
         match repo.publish(staged, &key)? {
             PutOutcome::Created => {
                 tracing::debug!(
@@ -240,7 +236,14 @@ pub fn archive_file_checked(
                 stored_sizes.push(written);
             }
             PutOutcome::AlreadyExists => {
-                stored_sizes.push(compare_with_archived(repo, name, &key, &trailer)?);
+                let segment_size = identity.map(|i| i.segment_size);
+                stored_sizes.push(compare_with_archived(
+                    repo,
+                    name,
+                    &key,
+                    &trailer,
+                    segment_size,
+                )?);
                 repo.make_durable(&key)?;
                 tracing::info!(
                     "{name} is already archived with identical content in {} (sha256 {})",
@@ -327,41 +330,21 @@ fn check_segment(
     len: u64,
     known: Option<Identity>,
 ) -> Result<Identity> {
-    let bad_header = |source| Error::BadHeader {
-        name: name.to_string(),
-        source,
-    };
-    let header = LongPageHeader::parse(head).map_err(bad_header)?;
     let recorded = match known {
         Some(identity) => Some(identity),
         None => repo.identity()?,
     };
-    header
-        .validate(segment, len, recorded.map(|i| i.page_magic))
-        .map_err(bad_header)?;
-    let mine = Identity {
-        system_identifier: header.system_identifier,
-        segment_size: u64::from(header.segment_size),
-        page_magic: header.magic,
-    };
+    let mine = identity::identity_of(head, segment, len, recorded.map(|i| i.page_magic)).map_err(
+        |source| Error::BadHeader {
+            name: name.to_string(),
+            source,
+        },
+    )?;
     let archive = match recorded {
         Some(identity) => identity,
         None => repo.record_identity(&mine)?,
     };
-    if archive.system_identifier != mine.system_identifier {
-        return Err(Error::WrongCluster {
-            name: name.to_string(),
-            archive: archive.system_identifier,
-            file: mine.system_identifier,
-        });
-    }
-    if archive.segment_size != mine.segment_size {
-        return Err(Error::WrongSegmentSize {
-            name: name.to_string(),
-            archive: archive.segment_size,
-            file: mine.segment_size,
-        });
-    }
+    identity::check_same(&archive, &mine).map_err(|e| e.for_file(name))?;
     Ok(archive)
 }
 
@@ -373,112 +356,29 @@ fn compare_with_archived(
     name: &WalName,
     key: &str,
     mine: &Trailer,
+    segment_size: Option<u64>,
 ) -> Result<u64> {
-    let mut obj = repo.get(key)?.ok_or_else(|| Error::Storage {
-        location: repo.describe(),
-        op: "read back",
-        key: key.to_owned(),
-        source: io::Error::new(
-            io::ErrorKind::NotFound,
-            "object vanished after a conflicting create",
-        ),
-    })?;
-    let damaged = |source| Error::Corrupt {
-        name: name.to_string(),
-        source,
-    };
-    let read_error = |e: ReadError| match e {
-        ReadError::Codec(c) => damaged(c),
-        ReadError::Io(source) | ReadError::Output(source) => Error::Storage {
+    let stored = repo
+        .open_stored(name, segment_size)?
+        .ok_or_else(|| Error::Storage {
             location: repo.describe(),
             op: "read back",
             key: key.to_owned(),
-            source,
-        },
-    };
-    let (format, stored, payload) =
-        codec::read_trailer(&mut obj.reader, obj.len).map_err(read_error)?;
-    if stored != *mine {
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                "object vanished after a conflicting create",
+            ),
+        })?;
+    if stored.trailer() != mine {
         return Err(Error::Conflict {
             name: name.to_string(),
-            archived: stored.sha256_hex(),
+            archived: stored.trailer().sha256_hex(),
             new: mine.sha256_hex(),
         });
     }
-    codec::decode_verified(&mut obj.reader, format, payload, &stored, &mut io::sink())
-        .map_err(read_error)?;
-    Ok(obj.len)
-}
-
-/// Reads `source` to the end in chunks (the first, `first` bytes of `buf`, already
-/// read), handing each chunk to `consume` while a second thread hashes it: on two
-/// cores SHA-256 then costs no wall time next to compression and the write.
-/// Returns the SHA-256 and the number of bytes read.
-fn hash_alongside(
-    source: &mut impl Read,
-    buf: Vec<u8>,
-    first: usize,
-    consume: &mut dyn FnMut(&[u8]) -> Result<()>,
-    source_error: impl Fn(io::Error) -> Error,
-) -> Result<([u8; 32], u64)> {
-    use std::sync::mpsc;
-    use std::sync::Arc;
-    std::thread::scope(|scope| {
-        let (to_hasher, chunks) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize)>(4);
-        let (give_back, returned) = mpsc::channel::<Arc<Vec<u8>>>();
-        let hasher = scope.spawn(move || {
-            let mut h = Sha256::new();
-            for (chunk, n) in chunks {
-                h.update(&chunk[..n]);
-                // The reader may reuse the buffer once it has dropped its own handle too.
-                let _ = give_back.send(chunk);
-            }
-            <[u8; 32]>::from(h.finalize())
-        });
-        let mut total = 0u64;
-        let mut chunk = Arc::new(buf);
-        let mut filled = first;
-        let outcome = loop {
-            if filled == 0 {
-                break Ok(());
-            }
-            total += filled as u64;
-            if to_hasher.send((chunk.clone(), filled)).is_err() {
-                break Err(source_error(io::Error::other("hashing thread stopped")));
-            }
-            if let Err(e) = consume(&chunk[..filled]) {
-                break Err(e);
-            }
-            // Reuse a buffer the hasher is done with, else take a new one.
-            let mut next = returned
-                .try_iter()
-                .find_map(|c| Arc::try_unwrap(c).ok())
-                .unwrap_or_else(|| vec![0u8; CHUNK]);
-            drop(chunk);
-            match read_full(source, &mut next) {
-                Ok(n) => filled = n,
-                Err(e) => break Err(source_error(e)),
-            }
-            chunk = Arc::new(next);
-        };
-        drop(to_hasher);
-        let sha = hasher.join().expect("hashing thread does not panic");
-        outcome.map(|()| (sha, total))
-    })
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+    let len = stored.stored_len();
+    stored.read_head(0)?;
+    Ok(len)
 }
 
 #[cfg(test)]

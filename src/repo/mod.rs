@@ -13,10 +13,16 @@
 //! ([`Staged::publish`]), a get that says "absent" only when the object is
 //! definitely absent, and a way to make an existing object durable. The local
 //! directory backend is [`local`]; [`object`] adapts any `object_store` store.
+//! Archived objects are read back through one reader only, [`stored`]; the
+//! archive [`identity`] and the check of a segment against it live beside it.
 
+pub mod identity;
 pub mod local;
 pub mod object;
 pub mod remote;
+pub mod stored;
+
+pub use identity::Identity;
 
 use std::io::{self, Read, Seek, Write};
 use std::time::SystemTime;
@@ -30,6 +36,8 @@ use crate::wal::name::WalName;
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &str = "FORMAT";
 const IDENTITY_KEY: &str = "IDENTITY";
+/// `FORMAT` and `IDENTITY` are a few lines of TOML; a longer object is not one.
+const MAX_METADATA: u64 = 64 * 1024;
 
 /// Outcome of a put that never replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,29 +107,6 @@ pub trait Backend {
     /// Deletes `keys` (in the given order where the storage allows), returning one
     /// result per key; deleting an absent key succeeds.
     fn delete(&self, keys: &[String]) -> Vec<io::Result<()>>;
-}
-
-/// The cluster an archive belongs to, recorded by the first archived segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Identity {
-    /// Decimal string: TOML integers are signed 64-bit and identifiers may not fit.
-    #[serde(with = "u64_string")]
-    pub system_identifier: u64,
-    pub segment_size: u64,
-    pub page_magic: u16,
-}
-
-mod u64_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_string())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -275,10 +260,17 @@ impl Repository {
         let Some(mut obj) = self.get(key)? else {
             return Ok(None);
         };
+        // Refused from its length, before its body is read.
+        if obj.len > MAX_METADATA {
+            return Err(Error::BadMetadata {
+                key: key.into(),
+                reason: format!("{} bytes: longer than any uxwal metadata", obj.len),
+            });
+        }
         let mut text = String::new();
         obj.reader
             .by_ref()
-            .take(64 * 1024)
+            .take(MAX_METADATA)
             .read_to_string(&mut text)
             .map_err(|e| self.storage_error("read", key, e))?;
         Ok(Some(text))

@@ -4,7 +4,9 @@
 //! current-thread tokio runtime that lives here and nowhere else. Every storage
 //! operation runs under the command's overall deadline. Every object is sent as
 //! one `PutMode::Create` request: multipart uploads complete with an overwrite,
-//! so they are never used for archive objects.
+//! so they are never used for archive objects. A get sends the request and
+//! leaves the body unread until the caller reads it, so the stored-object reader
+//! can refuse an object from its length first.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -101,6 +103,47 @@ fn to_io(e: object_store::Error) -> io::Error {
     io::Error::new(kind, e)
 }
 
+/// The body of a fetched object, downloaded (within the deadline) when it is
+/// first read or sought: a reader that refuses an object from its announced
+/// length ([`Object::len`]) never downloads it, so an implausibly large object
+/// costs neither the transfer nor the memory.
+struct Body {
+    shared: Arc<Shared>,
+    pending: Option<object_store::GetResult>,
+    bytes: Cursor<bytes::Bytes>,
+}
+
+impl Body {
+    fn load(&mut self) -> io::Result<()> {
+        if let Some(result) = self.pending.take() {
+            let announced = result.meta.size;
+            let bytes = self.shared.block(result.bytes())?.map_err(to_io)?;
+            if bytes.len() as u64 != announced {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("body is {} bytes, {announced} announced", bytes.len()),
+                ));
+            }
+            self.bytes = Cursor::new(bytes);
+        }
+        Ok(())
+    }
+}
+
+impl io::Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.load()?;
+        self.bytes.read(buf)
+    }
+}
+
+impl io::Seek for Body {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.load()?;
+        self.bytes.seek(pos)
+    }
+}
+
 struct ObjectStaged {
     store: Arc<dyn ObjectStore>,
     shared: Arc<Shared>,
@@ -154,13 +197,15 @@ impl Backend for ObjectStoreBackend {
 
     fn get(&self, key: &str) -> io::Result<Option<Object>> {
         let path = self.path(key);
-        let fetched = self
-            .shared
-            .block(async { self.store.get(&path).await?.bytes().await })?;
-        match fetched {
-            Ok(bytes) => Ok(Some(Object {
-                len: bytes.len() as u64,
-                reader: Box::new(Cursor::new(bytes)),
+        // The request only: the body is downloaded when first read (see [`Body`]).
+        match self.shared.block(self.store.get(&path))? {
+            Ok(result) => Ok(Some(Object {
+                len: result.meta.size,
+                reader: Box::new(Body {
+                    shared: self.shared.clone(),
+                    pending: Some(result),
+                    bytes: Cursor::new(bytes::Bytes::new()),
+                }),
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(to_io(e)),

@@ -4,17 +4,14 @@
 //! (its long page header) are kept; `.history` and `.backup` texts are kept
 //! because continuity needs them (they are a few hundred bytes).
 
-use std::io::{self, Write};
-
-use crate::codec::{self, CodecError, ReadError};
+use crate::codec::CodecError;
+use crate::error::Error;
+use crate::repo::identity::{self, IdentityError};
 use crate::repo::{Identity, Repository};
-use crate::wal::header::{LongPageHeader, LONG_HEADER_LEN};
-use crate::wal::name::WalName;
+use crate::wal::header::LONG_HEADER_LEN;
+use crate::wal::name::{is_valid_segment_size, WalName};
 
 use super::report::ProblemKind;
-
-/// The largest `.history` / `.backup` text kept for parsing.
-pub const MAX_TEXT: u64 = 1 << 20;
 
 /// What checking one object found.
 #[derive(Debug)]
@@ -30,106 +27,71 @@ pub enum Checked {
     Problem(ProblemKind, String),
 }
 
-/// Keeps the first bytes written and counts the rest.
-struct Head {
-    keep: usize,
-    bytes: Vec<u8>,
-}
-
-impl Write for Head {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = self.keep.saturating_sub(self.bytes.len()).min(buf.len());
-        self.bytes.extend_from_slice(&buf[..room]);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn codec_problem(e: ReadError) -> Checked {
-    match e {
-        ReadError::Io(e) | ReadError::Output(e) => {
-            Checked::Problem(ProblemKind::Unreadable, format!("cannot read: {e}"))
+/// What a failure to read `name` is, in the report's terms.
+fn read_problem(e: Error, name: &WalName, identity: Option<&Identity>) -> Checked {
+    let Error::Corrupt { source, .. } = e else {
+        return Checked::Problem(ProblemKind::Unreadable, e.to_string());
+    };
+    let kind = match source {
+        CodecError::TooShort(_) | CodecError::NoTrailer => ProblemKind::Truncated,
+        CodecError::Mismatch { .. } | CodecError::TooLong { .. } => ProblemKind::ChecksumMismatch,
+        CodecError::UnknownFormat(_) | CodecError::Decode(_) | CodecError::StoredLength { .. } => {
+            ProblemKind::Corrupt
         }
-        ReadError::Codec(c) => {
-            let kind = match c {
-                CodecError::TooShort(_) | CodecError::NoTrailer => ProblemKind::Truncated,
-                CodecError::Mismatch { .. } => ProblemKind::ChecksumMismatch,
-                CodecError::UnknownFormat(_) | CodecError::Decode(_) => ProblemKind::Corrupt,
-            };
-            Checked::Problem(kind, c.to_string())
+        // A recorded size wrong for the name: a segment of another segment size
+        // (another cluster), a segment whose size says it is none, or a text
+        // file too large to be one.
+        CodecError::SizeForName { size, .. } if name.has_page_header() => {
+            match identity.filter(|_| is_valid_segment_size(size)) {
+                Some(id) => {
+                    let e = IdentityError::WrongSegmentSize {
+                        archive: id.segment_size,
+                        file: size,
+                    };
+                    return Checked::Problem(ProblemKind::WrongCluster, e.to_string());
+                }
+                None => ProblemKind::BadHeader,
+            }
         }
-    }
+        CodecError::SizeForName { .. } => ProblemKind::BadContent,
+    };
+    Checked::Problem(kind, source.to_string())
 }
 
-/// Reads and checks the object `key`, archived as `name`.
-pub fn check(repo: &Repository, key: &str, name: &WalName, identity: Option<&Identity>) -> Checked {
-    let mut obj = match repo.get(key) {
-        Ok(Some(o)) => o,
+/// Reads and checks the stored copy of `name`.
+pub fn check(repo: &Repository, name: &WalName, identity: Option<&Identity>) -> Checked {
+    let stored = match repo.open_stored(name, identity.map(|i| i.segment_size)) {
+        Ok(Some(stored)) => stored,
         Ok(None) => return Checked::Vanished,
-        Err(e) => return Checked::Problem(ProblemKind::Unreadable, e.to_string()),
+        Err(e) => return read_problem(e, name, identity),
     };
-    let (format, trailer, payload) = match codec::read_trailer(&mut obj.reader, obj.len) {
-        Ok(t) => t,
-        Err(e) => return codec_problem(e),
+    let original = stored.trailer().size;
+    let keep = match name.has_page_header() {
+        true => LONG_HEADER_LEN,
+        // At most `repo::stored::MAX_TEXT_FILE`: the reader refuses more.
+        false => original as usize,
     };
-    let keep = if name.has_page_header() {
-        LONG_HEADER_LEN
-    } else {
-        trailer.size.min(MAX_TEXT) as usize
+    let head = match stored.read_head(keep) {
+        Ok(head) => head,
+        Err(e) => return read_problem(e, name, identity),
     };
-    let mut head = Head {
-        keep,
-        bytes: Vec::with_capacity(keep),
-    };
-    if let Err(e) = codec::decode_verified(&mut obj.reader, format, payload, &trailer, &mut head) {
-        return codec_problem(e);
-    }
     let Some(segment) = name.segment().filter(|_| name.has_page_header()) else {
-        if trailer.size > MAX_TEXT {
-            return Checked::Problem(
-                ProblemKind::BadContent,
-                format!("{} bytes: too large for a {name} file", trailer.size),
-            );
-        }
-        return match String::from_utf8(head.bytes) {
+        return match String::from_utf8(head) {
             Ok(text) => Checked::Intact {
-                original: trailer.size,
+                original,
                 text: Some(text),
             },
             Err(_) => Checked::Problem(ProblemKind::BadContent, "not text".into()),
         };
     };
-    let header = match LongPageHeader::parse(&head.bytes) {
-        Ok(h) => h,
-        Err(e) => return Checked::Problem(ProblemKind::BadHeader, e.to_string()),
-    };
-    if let Err(e) = header.validate(segment, trailer.size, identity.map(|i| i.page_magic)) {
-        return Checked::Problem(ProblemKind::BadHeader, e.to_string());
-    }
-    if let Some(id) = identity {
-        if header.system_identifier != id.system_identifier {
-            return Checked::Problem(
-                ProblemKind::WrongCluster,
-                format!(
-                    "comes from database system {}, but this archive holds database system {}",
-                    header.system_identifier, id.system_identifier
-                ),
-            );
+    match identity::check_segment(&head, segment, original, identity) {
+        Ok(_) => Checked::Intact {
+            original,
+            text: None,
+        },
+        Err(e @ IdentityError::Header(_)) => {
+            Checked::Problem(ProblemKind::BadHeader, e.to_string())
         }
-        if u64::from(header.segment_size) != id.segment_size {
-            return Checked::Problem(
-                ProblemKind::WrongCluster,
-                format!(
-                    "has {}-byte segments, but this archive holds {}-byte segments",
-                    header.segment_size, id.segment_size
-                ),
-            );
-        }
-    }
-    Checked::Intact {
-        original: trailer.size,
-        text: None,
+        Err(e) => Checked::Problem(ProblemKind::WrongCluster, e.to_string()),
     }
 }

@@ -182,7 +182,7 @@ fn check_each(
     jobs: &[Job],
     done: impl FnMut(&Job, Checked),
 ) -> Result<()> {
-    let check_one = |r: &Repository, j: &Job| check::check(r, &j.key, &j.name, identity.as_ref());
+    let check_one = |r: &Repository, j: &Job| check::check(r, &j.name, identity.as_ref());
     pool(jobs, workers, open, &check_one, done)
 }
 

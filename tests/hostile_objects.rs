@@ -1,0 +1,156 @@
+//! Regression tests for issue 13 ("Decoding is not bounded"): a hostile object
+//! in the repository, under a WAL name, never makes `uxwal-restore` write more
+//! than the size its name allows. Driven through the real binary, as the
+//! database calls it.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use uxwal::codec::{Compression, Encoder, Trailer};
+use uxwal::repo::Repository;
+use uxwal::wal::name::WalName;
+
+const GOOD: &str = "000000010000000000000003";
+const HOSTILE: &str = "000000010000000000000004";
+const CLAIMED: u64 = 16 << 20;
+
+/// A site whose repository holds one real segment (so it has FORMAT and IDENTITY).
+fn site() -> Site {
+    let site = Site::new();
+    site.write_wal(GOOD, &segment(GOOD, MIB, SYSID, 1));
+    let ran = site.archive(GOOD, "");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    fs::remove_file(site.wal(GOOD)).unwrap();
+    site
+}
+
+/// Stores `body` in the repository as the object of `name`, bypassing uxwal.
+fn plant(site: &Site, name: &str, body: &[u8]) {
+    let key = Repository::key(&name.parse::<WalName>().unwrap());
+    let path = site.repo.join(key);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, body).unwrap();
+}
+
+/// A decompression bomb: 64 copies of one compressed frame of 64 MiB of zeros
+/// (4 GiB decoded), then a trailer that claims a 16 MiB segment.
+fn bomb(codec: Compression) -> Vec<u8> {
+    let zeros = vec![0u8; 64 << 20];
+    let frame = match codec {
+        Compression::Gzip => {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            g.write_all(&zeros).unwrap();
+            g.finish().unwrap()
+        }
+        _ => zstd::stream::encode_all(&zeros[..], 3).unwrap(),
+    };
+    let mut body = frame.repeat(64);
+    // An empty stream of the same codec carries the trailer.
+    let trailer = Trailer {
+        sha256: [0x5A; 32],
+        size: CLAIMED,
+    };
+    let tail = Encoder::new(Vec::new(), codec, codec.default_level())
+        .unwrap()
+        .finish(&trailer)
+        .unwrap();
+    body.extend_from_slice(&tail);
+    body
+}
+
+/// Total size of the files in `dir`.
+fn bytes_in(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `restore` of `name` under `--on-error abort` with a file-size limit of
+/// `CLAIMED` bytes, sampling how much `pg_wal` holds while it runs. Returns the
+/// outcome and the most `pg_wal` held.
+fn restore_bounded(site: &Site, name: &str) -> (Ran, u64) {
+    let pg_wal = site.data.join("pg_wal");
+    let done = AtomicBool::new(false);
+    let most = AtomicU64::new(0);
+    let ran = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                most.fetch_max(bytes_in(&pg_wal), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let ran = site.sh(
+            &format!(
+                "prlimit --fsize={CLAIMED} \"$RESTORE\" --repo \"$REPO\" --on-error abort %f %p"
+            ),
+            "pg_wal/RECOVERYXLOG",
+            name,
+        );
+        done.store(true, Ordering::SeqCst);
+        ran
+    });
+    (ran, most.into_inner())
+}
+
+#[test]
+fn issue_13_a_decompression_bomb_is_corrupt_and_never_fills_pg_wal() {
+    for codec in [Compression::Zstd, Compression::Gzip] {
+        let site = site();
+        let body = bomb(codec);
+        assert!(body.len() < 8 << 20, "{codec}: {} bytes", body.len());
+        plant(&site, HOSTILE, &body);
+        let (ran, most) = restore_bounded(&site, HOSTILE);
+        assert_eq!(ran.code, 200, "{codec}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("damaged")
+                && ran
+                    .stderr
+                    .contains("decodes to more than the 16777216 bytes"),
+            "{codec}: {}",
+            ran.stderr
+        );
+        assert!(most <= CLAIMED, "{codec}: pg_wal held {most} bytes");
+        let left: Vec<_> = fs::read_dir(site.data.join("pg_wal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{codec}: left in pg_wal: {left:?}");
+        // The real segment beside it still restores.
+        let ran = site.restore(GOOD, "");
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        assert_eq!(site.restored().unwrap(), segment(GOOD, MIB, SYSID, 1));
+    }
+}
+
+#[test]
+fn objects_too_long_for_their_name_are_refused_unread() {
+    let site = site();
+    // Garbage under a segment name: damaged, and nothing is written.
+    plant(&site, HOSTILE, &vec![0x28; 40 << 20]);
+    let (ran, most) = restore_bounded(&site, HOSTILE);
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(ran.stderr.contains("damaged"), "{}", ran.stderr);
+    assert_eq!(most, 0);
+
+    // 3 MiB under a timeline history name: refused from its length alone.
+    plant(&site, "00000002.history", &vec![0x28; 3 << 20]);
+    let (ran, _) = restore_bounded(&site, "00000002.history");
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("more than uxwal stores"),
+        "{}",
+        ran.stderr
+    );
+    assert!(site.restored().is_none());
+}
