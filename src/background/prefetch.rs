@@ -1,64 +1,10 @@
 //! `uxwal-restore --prefetch N`: segments fetched ahead of the database into a
-//! local spool, so that the next calls of `restore_command` find them on disk.
-//!
-//! PostgreSQL asks for one WAL file at a time and waits for each; against object
-//! storage most of that wait is the round trip. A call for segment S records S
-//! as the *wanted* position and hands a detached worker (a hidden mode of the
-//! same binary) the job of fetching S+1..=S+N of the same timeline: after
-//! restoring S, or at a new position (the first call of a recovery) already
-//! before fetching S itself, so that the worker's start overlaps that fetch.
-//! The next call takes its segment from the spool when it is there.
-//!
-//! Guarantees:
-//! - **Verified before use.** The worker decompresses each stored object (the
-//!   format's own checksum is checked on the way) and spools the segment
-//!   uncompressed, followed by the SHA-256 and size the archive recorded for it
-//!   ([`ENTRY_TRAILER_LEN`]), so that the call the database waits for does no
-//!   decompression. That call claims the entry (a rename: it alone owns it then),
-//!   checks its size, its page header (the archive's system identifier and
-//!   segment size, the segment's address) and its SHA-256 against the archive's,
-//!   and only then moves it to the destination: by a rename when the spool is on
-//!   the destination's filesystem (the segment is read once, to hash it, and never
-//!   copied), otherwise by a copy made while hashing. The one SHA-256 check covers
-//!   the archive's object and the spool's copy together. Anything else is logged,
-//!   removed, and the segment is fetched from the repository as if the spool did
-//!   not exist.
-//! - **Keyed by archive, identity and timeline.** Each archive has its own spool
-//!   directory `<spool root>/restore-<system identifier>-<location hash>`
-//!   (the call finds the identity in `<spool root>/restore-<location hash>/identity`,
-//!   which every worker refreshes from the archive; see [`Spool::cached_identity`]): the
-//!   system identifier alone is not enough, because clusters cloned from one base
-//!   backup share it and, archiving to separate places, write different segments
-//!   under the same names. Entries are named after the full segment name
-//!   (timeline included), so an entry is only ever served for the archive,
-//!   identity and timeline it was fetched for. Only full segments
-//!   are spooled: `.history` files change as timelines appear and are always read
-//!   from the repository, and `.partial`/`.backup` files are never asked for.
-//! - **Never in the way.** The foreground never waits for the worker: it only
-//!   tries the worker lock. A crashed, stuck or slow worker costs the prefetch,
-//!   never a restore. The worker holds the lock only while it runs: it fetches
-//!   while the database moves the wanted position, refilling each freed place
-//!   at once; with the window full (or the archive ending) it waits up to
-//!   [`DEFAULT_LINGER`] (`UXWAL_PREFETCH_LINGER` seconds) for the next position,
-//!   woken by inotify. Each fetch is bounded by the storage deadline
-//!   (`--deadline`).
-//! - **Bounded in bytes, segments and time.** The worker fetches only the N
-//!   segments after the wanted position and removes entries outside that window
-//!   (see [`Spool::remove_stale`]); and it starts a fetch only while the entries
-//!   spooled plus those being written, one more included, fit in `spool_max_bytes`
-//!   ([`DEFAULT_MAX_BYTES`]). An entry older than [`STALE_AFTER`] is never served.
-//!   A worker whose position was not asked for during the whole linger (the
-//!   recovery ended: the database promoted or stopped) removes its spool
-//!   directory before it exits. Losing the spool loses nothing: the archive is
-//!   never changed.
-//! - **Private.** The spool is used only through descriptors of checked
-//!   directories ([`spool`]), and an entry is used only when it is a regular
-//!   file of the user running uxwal with one link: another local user can
-//!   neither plant nor redirect one (see `docs/SECURITY.md`).
-//! - **Clean stop.** The worker turns SIGTERM/SIGINT/SIGHUP into a stop
-//!   ([`signals`]). Entries appear under their final name only by a rename
-//!   of a complete file ([`crate::durable::StagedAt`]), so a stopped or killed
-//!   worker leaves staging files at most, which the next writer removes.
+//! local spool by a detached worker, so that the next calls of
+//! `restore_command` find them on disk. Guarantees: an entry is served only
+//! after its size, page header and the archive's SHA-256 check out, only from
+//! a private spool used through descriptors ([`spool`]); the foreground never
+//! waits for the worker; disk use is bounded in segments, bytes and time.
+//! The design and what each guarantee rests on: `docs/prefetch.md`.
 
 use std::fs;
 use std::io::{self, Write};

@@ -1,63 +1,11 @@
-//! Push-ahead (`uxwal-archive --parallel N`): a background worker ships the files
-//! the database has already marked ready, up to N-1 at a time, so that their own
-//! calls only have to confirm them.
-//!
-//! PostgreSQL's archiver is serial: it calls `archive_command` for one file and
-//! waits. Against an object store most of that time is round trips. So the call
-//! for `F` makes sure a detached worker runs (a hidden mode of the same binary,
-//! started through [`super::detach`], one per WAL directory, holding the worker
-//! lock for as long as it runs) and returns with `F`'s own result; it never waits
-//! for the worker, except for a push of `F` itself already under way. The worker
-//! archives the files named by `archive_status/*.ready` in the database's order
-//! (`.history` first, then by name), each through exactly the same path as `F`
-//! ([`ship::archive_file_checked`]: page header, identity, refuse-to-overwrite,
-//! durability), each thread with its own repositories. It checks the
-//! repositories' format and identity once per run, so a file it pushes costs one
-//! request, its upload; every segment's page header is still checked against that
-//! identity. When no ready file is left it exits.
-//!
-//! A worker rather than a batch inside the call: a batch made the call that ran
-//! it wait for all its uploads, and its compression and uploads never overlapped
-//! with the following calls' confirmations. With the worker they do, and the
-//! calls the database waits for mostly only confirm (with `bench/latency-bench`,
-//! 20 ms per request, 16 MiB segments: about 2x the serial rate instead of 1.6x,
-//! limited by the CPU of compression, hashing and the emulator, not by waiting).
-//!
-//! Per-file locks (`<spool>/<name>.lock`, flock) keep the worker and the calls
-//! from shipping one file twice: whoever archives a file holds its lock until the
-//! result is recorded. The worker claims a file by creating its lock file, and
-//! never takes a file whose lock file exists (claimed by a call or an earlier
-//! push, successful or not: a failed push is simply archived by its own call). The
-//! call for `F` takes `F`'s lock, waiting (at most the storage deadline) while the
-//! worker pushes `F`, and holds it while it confirms or archives `F`.
-//!
-//! Each file pushed ahead successfully is recorded, durably, in a spool entry
-//! (`<spool root>/archive-<hash of the WAL directory>/<name>.pushed`: size and
-//! SHA-256 of the local file, and the exact repository list with each one's
-//! identity and stored object size). The later call for that name exits 0 without
-//! archiving only after confirming all of it again: the local file still hashes to
-//! the recorded SHA-256, the repository list is the same, and every repository
-//! still has the same identity and holds the object with the recorded size. Any
-//! doubt (an unreadable entry, a changed file, a missing object, a storage error)
-//! removes the entry and archives normally, which compares with what is stored and
-//! refuses different content: a spool can save work but never make a call report
-//! success for content that is not in the repository.
-//!
-//! Never touched: anything in the WAL directory or `archive_status/` (the
-//! `.ready`/`.done` files are the database's business; they are only read).
-//! Disk use: an entry (about 300 bytes) exists only for a file that was pushed
-//! ahead and whose own call has not confirmed it yet, a lock file (empty) only for
-//! a file still in the WAL directory, and every call removes both for files no
-//! longer there; so the spool holds at most one small entry and one empty file per
-//! file in the WAL directory. The worker has at most N-1 files in flight. No lock
-//! is held across calls except by the worker during its run: entries are replaced
-//! atomically (write, fsync, rename, fsync the directory).
-//!
-//! Shutdown signals (SIGTERM, SIGINT, SIGHUP) stop a call as without push-ahead
-//! (exit 1 unless `F` was already stored), and stop the worker at once: no new
-//! file is started, and files in flight are abandoned unrecorded (an object is
-//! stored whole or not at all; one stored whole without an entry is found and
-//! compared by its own call).
+//! Push-ahead (`uxwal-archive --parallel N`): a detached worker ships the files
+//! the database has already marked ready, up to N-1 at a time, through the same
+//! pipeline as the call's own file ([`ship::archive_file_checked`]), so that
+//! their own calls only have to confirm them. Guarantees: a call exits 0 for a
+//! pushed file only after re-checking the local file and every repository
+//! against the durable spool record; `.ready`/`.done` files are never touched;
+//! per-file locks keep a file from being shipped twice.
+//! The design and what each guarantee rests on: `docs/push-ahead.md`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
