@@ -52,6 +52,8 @@
 //!     store: StoreOptions::default(),
 //!     prefetch: Some(0),
 //!     spool_dir,
+//!     spool_max_bytes: uxwal::background::prefetch::DEFAULT_MAX_BYTES,
+//!     linger: uxwal::background::prefetch::DEFAULT_LINGER,
 //!     config_file: None,
 //! };
 //! let dest = dir.path().join("RECOVERYHISTORY");
