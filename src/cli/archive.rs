@@ -31,13 +31,8 @@ pub struct ArchiveCli {
     #[command(flatten)]
     pub common: Common,
 
-    /// Compression: none, gzip or zstd [default: zstd].
-    #[arg(long, value_enum, value_name = "CODEC")]
-    pub compress: Option<Compression>,
-
-    /// Compression level [default: zstd 1, gzip 6].
-    #[arg(long, value_name = "N")]
-    pub level: Option<i32>,
+    #[command(flatten)]
+    pub codec: CodecArgs,
 
     /// Push ready files ahead: a background worker started by the call archives the
     /// files the database has marked ready (archive_status/*.ready), up to N-1 at a
@@ -65,13 +60,25 @@ pub struct ArchiveCli {
     pub wal_name: String,
 }
 
+/// How archived files are compressed: the flags of `uxwal-archive` and of its
+/// push-ahead worker, spelt once.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct CodecArgs {
+    /// Compression: none, gzip or zstd [default: zstd].
+    #[arg(long, value_enum, value_name = "CODEC")]
+    pub compress: Option<Compression>,
+
+    /// Compression level [default: zstd 1, gzip 6].
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+}
+
 impl ArchiveCli {
     /// Combines the command line, environment and configuration file.
     pub fn settings(&self) -> Result<archive::Settings> {
         settings(
             &self.common,
-            self.compress,
-            self.level,
+            self.codec,
             self.parallel,
             self.spool_dir.as_deref(),
         )
@@ -81,15 +88,15 @@ impl ArchiveCli {
 /// The settings of an archive call (or of the worker it starts), options beating the file.
 pub(super) fn settings(
     common: &Common,
-    compress: Option<Compression>,
-    level: Option<i32>,
+    codec: CodecArgs,
     parallel: Option<u16>,
     spool_dir: Option<&std::path::Path>,
 ) -> Result<archive::Settings> {
     let file = ConfigFile::load(common.config.as_deref())?;
-    let compression = compress.or(file.compress).unwrap_or(Compression::Zstd);
+    let compression = codec.compress.or(file.compress).unwrap_or(Compression::Zstd);
     // A level from the file belongs to the file's codec; one from the command line to the chosen one.
-    let level = level
+    let level = codec
+        .level
         .or(file.level)
         .unwrap_or_else(|| compression.default_level());
     if !compression.level_range().contains(&level) {

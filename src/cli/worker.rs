@@ -14,7 +14,6 @@ use clap::Parser;
 
 use super::Common;
 use crate::background::{prefetch, push_ahead, WorkerJob};
-use crate::codec::Compression;
 use crate::config::ConfigFile;
 use crate::error::Result;
 
@@ -30,13 +29,8 @@ pub struct PushAheadWorkerCli {
     #[command(flatten)]
     pub common: Common,
 
-    /// Compression: none, gzip or zstd.
-    #[arg(long, value_enum, value_name = "CODEC")]
-    pub compress: Option<Compression>,
-
-    /// Compression level.
-    #[arg(long, value_name = "N")]
-    pub level: Option<i32>,
+    #[command(flatten)]
+    pub codec: super::archive::CodecArgs,
 
     /// Files in flight: the worker pushes up to N-1 at a time.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=64))]
@@ -67,8 +61,7 @@ impl PushAheadWorkerCli {
     pub fn job(&self) -> Result<push_ahead::Job> {
         let settings = super::archive::settings(
             &self.common,
-            self.compress,
-            self.level,
+            self.codec,
             Some(self.parallel),
             self.spool_dir.as_deref(),
         )?;
@@ -201,6 +194,7 @@ mod tests {
 
     use super::*;
     use crate::pipeline::ship;
+    use crate::codec::Compression;
     use crate::repo::remote::StoreOptions;
 
     /// Parses `args` as the worker would: program name, marker dropped.
@@ -238,8 +232,8 @@ mod tests {
         assert_eq!(cli.common.deadline, Some(42));
         assert_eq!(cli.common.repo, job.ship.repos);
         assert_eq!(cli.common.config, job.config_file);
-        assert_eq!(cli.compress, Some(Compression::Gzip));
-        assert_eq!(cli.level, Some(3));
+        assert_eq!(cli.codec.compress, Some(Compression::Gzip));
+        assert_eq!(cli.codec.level, Some(3));
         assert_eq!(cli.parallel, 7);
         assert_eq!(cli.spool_dir.as_deref(), Some(job.spool_dir.as_path()));
         assert_eq!(cli.wal_dir, job.wal_dir);
