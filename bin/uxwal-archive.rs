@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         uxwal::logging::init("uxwal-archive", worker.common.verbosity());
         let outcome = worker
             .job()
-            .and_then(|job| uxwal::background::push_ahead::run_worker(&job, worker.lock_fd));
+            .and_then(|job| uxwal::commands::archive::run_push_ahead_worker(&job, worker.lock_fd));
         return uxwal::exit::worker("push-ahead worker", outcome);
     }
     let cli = ArchiveCli::parse();

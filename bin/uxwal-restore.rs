@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         uxwal::logging::init("uxwal-restore", worker.common.verbosity());
         let outcome = ConfigFile::load(worker.common.config.as_deref())
             .and_then(|f| worker.job(&f))
-            .and_then(|job| uxwal::background::prefetch::run_worker(&job, worker.lock_fd));
+            .and_then(|job| uxwal::commands::restore::run_prefetch_worker(&job, worker.lock_fd));
         return exit::worker("prefetch worker", outcome);
     }
     let cli = match RestoreCli::try_parse() {

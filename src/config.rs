@@ -210,7 +210,7 @@ impl ConfigFile {
         Ok(repos)
     }
 
-    /// The spool root: the command line's, else the file's, else [`spool::default_root`].
+    /// The spool root: the command line's, else the file's, else `/var/spool/uxwal` or `$TMPDIR/uxwal-UID` (docs/SECURITY.md).
     pub fn spool_dir(&self, cli: Option<&Path>) -> PathBuf {
         cli.map(Path::to_path_buf)
             .or_else(|| self.spool_dir.clone())

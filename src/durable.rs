@@ -32,30 +32,39 @@ pub const STAGING_SUFFIX: &str = ".uxwal-tmp";
 
 /// fsyncs a directory, so that entries created or removed in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    tests::SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
     File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` and any missing parents with mode 0700, fsyncing each parent
-/// whose entry list changed (a new directory is not durable until its parent is).
+/// The directory `path` is in (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Creates `dir` and any missing parents with mode 0700, and fsyncs the parent
+/// of every directory it created, and of `dir` itself even when `dir` was there
+/// already: a directory another writer has just created may not be durable yet
+/// (its creator may not have fsynced the parent), and a file linked into it
+/// would be lost with it. A directory fsync with nothing to flush is cheap.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    if !dir.is_dir() {
+        if let Some(parent) = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+        {
+            create_dir_all(parent)?;
+        }
+        match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+            Ok(()) => {}
+            // Another writer created it first: fine; the parent is fsynced below.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(e),
+        }
     }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dir_all(parent)?;
-    }
-    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {}
-        // Another writer created it first: fine, and it fsyncs the parent itself;
-        // we fsync again anyway, it is cheap.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-        Err(e) => return Err(e),
-    }
-    sync_dir(
-        dir.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
+    sync_dir(parent_of(dir))
 }
 
 /// A file being written in a staging directory, not yet visible under its final name.
@@ -84,46 +93,46 @@ impl StagedFile {
     pub fn create(staging_dir: &Path, final_name: &str) -> io::Result<Self> {
         create_dir_all(staging_dir)?;
         let writer_lock = lock_staging_dir(staging_dir)?;
-        let path = staging_path(staging_dir, final_name);
-        let file = OpenOptions::new()
+        Self::open(staging_path(staging_dir, final_name), false, writer_lock)
+    }
+
+    /// Opens the staging file at `path`: created new, or with `replace` truncated
+    /// if a killed run left it there.
+    fn open(path: PathBuf, replace: bool, writer_lock: Option<File>) -> io::Result<Self> {
+        let mut options = OpenOptions::new();
+        options
             .write(true)
             .read(true)
-            .create_new(true)
             .mode(FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)?;
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        match replace {
+            true => options.create(true).truncate(true),
+            false => options.create_new(true),
+        };
         Ok(StagedFile {
-            file,
+            file: options.open(&path)?,
             path,
             removed: false,
             _writer_lock: writer_lock,
         })
     }
 
-    /// The open file, for reading back what is in it.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
-    /// Cuts the file to `len` bytes.
-    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-
     /// fsyncs the file and links it to `final_path` without ever replacing an
-    /// existing file, then fsyncs the final directory.
+    /// existing file, then fsyncs the final directory and (in
+    /// [`create_dir_all`]) its parent. Both are fsynced whatever the link found:
+    /// a file that is already there may have been linked a moment ago by a
+    /// writer that has not fsynced the directory yet, and the caller is about to
+    /// report it archived.
     pub fn publish_no_replace(mut self, final_path: &Path) -> io::Result<Publish> {
         self.file.sync_all()?;
-        let dir = final_path.parent().unwrap_or(Path::new("."));
+        let dir = parent_of(final_path);
         create_dir_all(dir)?;
         let outcome = match link_no_replace(&self.path, final_path) {
             Ok(()) => Publish::Created,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Publish::AlreadyExists,
             Err(e) => return Err(e),
         };
-        if outcome == Publish::Created {
-            sync_dir(dir)?;
-        }
+        sync_dir(dir)?;
         self.remove();
         Ok(outcome)
     }
@@ -134,15 +143,6 @@ impl StagedFile {
         fs::rename(&self.path, final_path)?;
         self.removed = true;
         Ok(())
-    }
-
-    /// fsyncs the file, renames it over `final_path` and fsyncs the directory: for
-    /// uxwal's own records (spool entries), which must survive a crash once written.
-    pub fn publish_replace_durable(mut self, final_path: &Path) -> io::Result<()> {
-        self.file.sync_all()?;
-        fs::rename(&self.path, final_path)?;
-        self.removed = true;
-        sync_dir(final_path.parent().unwrap_or(Path::new(".")))
     }
 
     fn remove(&mut self) {
@@ -391,32 +391,67 @@ impl Drop for StagedAt {
 /// A staging file beside `dest` for a restore target (same directory, so the final
 /// rename is atomic). A leftover from a killed run is simply replaced.
 pub fn stage_beside(dest: &Path) -> io::Result<StagedFile> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     let name = dest.file_name().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "destination has no file name")
     })?;
-    let path = dir.join(format!(".{}{STAGING_SUFFIX}", name.to_string_lossy()));
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)?;
-    Ok(StagedFile {
-        file,
-        path,
-        removed: false,
-        _writer_lock: None,
-    })
+    let path = parent_of(dest).join(format!(".{}{STAGING_SUFFIX}", name.to_string_lossy()));
+    StagedFile::open(path, true, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Every directory [`sync_dir`] fsynced on this thread, in order.
+        pub(super) static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn synced_during(f: impl FnOnce()) -> Vec<PathBuf> {
+        SYNCED.with(|s| s.borrow_mut().clear());
+        f();
+        SYNCED.with(|s| s.take())
+    }
+
+    /// A writer that finds the final directory already there (another writer
+    /// has just created it, perhaps without fsyncing its parent yet) still
+    /// fsyncs the directory and its parent, for a new file and for a duplicate.
+    #[test]
+    fn publishing_into_an_existing_directory_fsyncs_it_and_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        let wal = dir.path().join("wal");
+        let leaf = wal.join("0000000100000000");
+        fs::create_dir_all(&leaf).unwrap();
+        for expected in [Publish::Created, Publish::AlreadyExists] {
+            let synced = synced_during(|| {
+                let mut s = StagedFile::create(&tmp, "file").unwrap();
+                s.write_all(b"one").unwrap();
+                assert_eq!(s.publish_no_replace(&leaf.join("file")).unwrap(), expected);
+            });
+            assert!(synced.contains(&leaf), "{expected:?}: {synced:?}");
+            assert!(synced.contains(&wal), "{expected:?}: {synced:?}");
+        }
+    }
+
+    #[test]
+    fn creating_directories_fsyncs_each_new_ones_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = dir.path().join("a/b/c");
+        let synced = synced_during(|| create_dir_all(&leaf).unwrap());
+        let expect: Vec<PathBuf> = ["", "a", "a/b"]
+            .iter()
+            .map(|p| dir.path().join(p))
+            .collect();
+        let expect: Vec<PathBuf> = expect.iter().map(|p| p.components().collect()).collect();
+        let synced: Vec<PathBuf> = synced.iter().map(|p| p.components().collect()).collect();
+        assert_eq!(synced, expect);
+        assert_eq!(
+            synced_during(|| create_dir_all(&leaf).unwrap()),
+            [dir.path().join("a/b")]
+        );
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -8,13 +8,13 @@
 //! |---|---|---|
 //! | edge | [`cli`], [`config`], [`exit`], [`logging`] | command lines, the configuration file, exit codes (the contract with the database), log lines |
 //! | commands | [`commands`] | what `uxwal-archive`, `-restore`, `-cleanup` and `-verify` do |
-//! | data path, workers | [`pipeline`], [`background`] | ship and fetch one file; push-ahead and prefetch in detached workers |
-//! | core | [`wal`], [`codec`], [`repo`], [`durable`], [`error`], [`signals`] | WAL names and headers, codecs and the trailer, repositories, durable local writes |
+//! | data path, workers | [`pipeline`], `background` | ship and fetch one file; push-ahead and prefetch in detached workers |
+//! | core | [`wal`], [`codec`], [`repo`], `durable`, [`error`], `signals` | WAL names and headers, codecs and the trailer, repositories, durable local writes |
 //!
 //! The data path of `uxwal-archive` is: segment file -> [`wal::name`] and
 //! [`wal::header`] validation -> hash and compress in one streaming pass
 //! ([`codec`]) -> put-if-absent into the [`repo::Repository`] (local writes only
-//! through [`durable`]) -> confirm ([`pipeline::ship`]). `uxwal-restore` runs it
+//! through `durable`) -> confirm ([`pipeline::ship`]). `uxwal-restore` runs it
 //! backwards and checks the recorded SHA-256 before anything appears at the
 //! destination ([`pipeline::fetch`]).
 //!
@@ -52,8 +52,8 @@
 //!     store: StoreOptions::default(),
 //!     prefetch: Some(0),
 //!     spool_dir,
-//!     spool_max_bytes: uxwal::background::prefetch::DEFAULT_MAX_BYTES,
-//!     linger: uxwal::background::prefetch::DEFAULT_LINGER,
+//!     spool_max_bytes: uxwal::commands::restore::DEFAULT_MAX_BYTES,
+//!     linger: uxwal::commands::restore::DEFAULT_LINGER,
 //!     config_file: None,
 //! };
 //! let dest = dir.path().join("RECOVERYHISTORY");
@@ -65,6 +65,10 @@
 //! # }
 //! ```
 //!
+//! Modules shown without a link are private: their guarantees are documented
+//! where they open, and the commands re-export the little of them a caller
+//! needs (the worker entry points, the spool's defaults).
+//!
 //! Exit codes, the contract with the database, live in [`exit`].
 
 // The edge: command lines, configuration, logging and exit codes.
@@ -74,16 +78,16 @@ pub mod exit;
 pub mod logging;
 
 // What each command decides, and the two layers it uses.
-pub mod background;
+mod background;
 pub mod commands;
 pub mod pipeline;
 
 // The core: used by every layer above, using none of them.
 pub mod codec;
-pub mod durable;
+mod durable;
 pub mod error;
 pub mod repo;
-pub mod signals;
+mod signals;
 pub mod wal;
 
 pub use error::{Error, Result};

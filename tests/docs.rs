@@ -232,7 +232,7 @@ fn readme_documents_every_environment_variable() {
     for var in [
         "UXWAL_REPO",
         "UXWAL_CONFIG",
-        uxwal::background::prefetch::LINGER_ENV,
+        uxwal::commands::restore::LINGER_ENV,
         "AWS_",
         "AZURE_",
         "GOOGLE_",

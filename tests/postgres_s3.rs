@@ -7,8 +7,8 @@ mod common;
 
 use std::fs;
 
-use common::pg::{chown_to_postgres, pg_tempdir, Cluster, InitOptions};
-use common::pitr::archive_history;
+use common::pg::{chown_to_postgres, pg_tempdir};
+use common::pitr::{archive_history, start_s3_primary};
 use common::servers::S3;
 
 fn pitr_through(repos_for: impl Fn(&std::path::Path, &S3) -> Vec<String>) {
@@ -17,19 +17,7 @@ fn pitr_through(repos_for: impl Fn(&std::path::Path, &S3) -> Vec<String>) {
     chown_to_postgres(shared.path());
     let repos = repos_for(shared.path(), &s3);
     let repo_refs: Vec<&str> = repos.iter().map(String::as_str).collect();
-    let config = s3.write_config(&shared.path().join("uxwal.toml"), &repo_refs, Some(30));
-    let args = format!("--config {}", config.display());
-
-    let mut primary = Cluster::init(
-        "s3primary",
-        &InitOptions {
-            wal_segsize_mb: 1,
-            archive: true,
-            repo: None,
-        },
-    );
-    primary.set_repo_args(&args);
-    primary.start();
+    let (mut primary, args) = start_s3_primary("s3primary", &s3, shared.path(), &repo_refs);
     let archived = archive_history(
         &mut primary,
         1,

@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::pg::{Cluster, InitOptions, Recovery, RestoreOptions};
-use common::pitr::{archive_history, STATE_SQL};
+use common::pg::{Cluster, Recovery, RestoreOptions};
+use common::pitr::{archive_history, start_s3_primary, STATE_SQL};
 use common::servers::S3;
 use common::{
     poll_until, require_root, segment, wait_for_worker, wait_for_workers, Ran, Site, WorkersJoined,
@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use uxwal::background::prefetch::Spool;
+use uxwal::commands::restore::prefetch_spool_dir;
 use uxwal::repo::Identity;
 use uxwal::wal::name::SegmentName;
 
@@ -46,7 +46,7 @@ fn spool_dir(site: &Site, sysid: u64) -> PathBuf {
 
 /// The spool directory of the archive at `archive`, under `site`'s spool root.
 fn spool_dir_of(site: &Site, archive: &Site, sysid: u64) -> PathBuf {
-    Spool::dir_for(&spool_root(site), &archive.location, &identity(sysid))
+    prefetch_spool_dir(&spool_root(site), &archive.location, &identity(sysid))
 }
 
 /// The identity of an archive of cluster `sysid` with 1 MiB segments.
@@ -121,7 +121,7 @@ fn names(numbers: std::ops::RangeInclusive<u64>) -> Vec<String> {
 /// by a trailer with its SHA-256 and size, which must be right.
 fn decoded(path: &Path) -> Vec<u8> {
     let mut bytes = fs::read(path).unwrap();
-    let trailer = bytes.split_off(bytes.len() - uxwal::background::prefetch::ENTRY_TRAILER_LEN);
+    let trailer = bytes.split_off(bytes.len() - uxwal::commands::restore::ENTRY_TRAILER_LEN);
     assert_eq!(&trailer[..8], b"UXWALSPL", "{}", path.display());
     assert_eq!(
         &trailer[8..40],
@@ -294,7 +294,7 @@ fn a_repository_and_spool_given_relative_to_the_data_directory_reach_the_worker(
         ran
     };
     restore(1);
-    let dir = Spool::dir_for(
+    let dir = prefetch_spool_dir(
         &spool_root(&site),
         // The location as the call resolved it.
         &site.data.join("../repo").display().to_string(),
@@ -352,7 +352,7 @@ fn a_spool_on_another_filesystem_is_copied_from() {
         device(&site.data),
         "the spool is on another filesystem than the destination"
     );
-    let dir = Spool::dir_for(&root, &site.location, &identity(SYSID));
+    let dir = prefetch_spool_dir(&root, &site.location, &identity(SYSID));
     wait_for_worker(&dir).unwrap();
     assert_eq!(spooled(&dir), names(2..=3));
     let ran = restore(2);
@@ -776,23 +776,8 @@ fn point_in_time_recovery_from_s3_with_the_default_prefetch() {
     let s3 = S3::start("walbucket");
     let shared = common::pg::pg_tempdir("uxwal-prefetch-s3.");
     // Object storage, no `prefetch` key: the default depth (8).
-    let config = s3.write_config(
-        &shared.path().join("uxwal.toml"),
-        &[&s3.location("pg")],
-        Some(30),
-    );
-    let args = format!("--config {}", config.display());
-
-    let mut primary = Cluster::init(
-        "pfs3primary",
-        &InitOptions {
-            wal_segsize_mb: 1,
-            archive: true,
-            repo: None,
-        },
-    );
-    primary.set_repo_args(&args);
-    primary.start();
+    let (mut primary, args) =
+        start_s3_primary("pfs3primary", &s3, shared.path(), &[&s3.location("pg")]);
     let archived = archive_history(
         &mut primary,
         1,

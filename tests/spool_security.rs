@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use common::{segment, Ran, ARCHIVE, MIB, RESTORE, SYSID};
 use sha2::{Digest, Sha256};
 use users::User;
-use uxwal::background::prefetch::Spool;
+use uxwal::commands::restore::prefetch_spool_dir;
 use uxwal::repo::Identity;
 use uxwal::wal::name::SegmentName;
 
@@ -221,7 +221,7 @@ fn forged_entry(name: &str, size: u64) -> Vec<u8> {
 /// the attacker, in a directory the attacker owns), and the identity file the
 /// foreground would read.
 fn plant_forged_spool(host: &Host, root: &Path, numbers: std::ops::RangeInclusive<u64>) {
-    let dir = Spool::dir_for(root, &host.repo.display().to_string(), &identity(MIB));
+    let dir = prefetch_spool_dir(root, &host.repo.display().to_string(), &identity(MIB));
     fs::create_dir_all(&dir).unwrap();
     for n in numbers {
         let name = seg(n, MIB);
@@ -299,7 +299,7 @@ fn symbolic_link_swaps_of_spool_directories_redirect_nothing() {
     for n in 1..=6 {
         fs::write(victim.join(seg(n, MIB)), b"not spool").unwrap();
     }
-    let victim_spool = Spool::dir_for(&victim, &location, &identity(MIB));
+    let victim_spool = prefetch_spool_dir(&victim, &location, &identity(MIB));
     fs::create_dir(&victim_spool).unwrap();
     fs::write(victim_spool.join(seg(3, MIB)), b"not spool either").unwrap();
     host.db.chown(&victim);
@@ -545,7 +545,7 @@ fn entries_past_their_age_are_not_served() {
     let root = host.default_root();
     host.restore_ok(&seg(1, MIB), &["--prefetch", "2"], &segments[0]);
     host.wait_for_workers(&root);
-    let dir = Spool::dir_for(&root, &host.repo.display().to_string(), &identity(MIB));
+    let dir = prefetch_spool_dir(&root, &host.repo.display().to_string(), &identity(MIB));
     let entry = dir.join(seg(2, MIB));
     assert!(entry.exists(), "the worker spooled segment 2");
     fs::File::options()
@@ -577,7 +577,7 @@ fn a_finished_recovery_leaves_no_spool_behind() {
     host.env = vec![("UXWAL_PREFETCH_LINGER".into(), "1".into())];
     let root = host.default_root();
     host.restore_ok(&seg(1, MIB), &["--prefetch", "2"], &segments[0]);
-    let dir = Spool::dir_for(&root, &host.repo.display().to_string(), &identity(MIB));
+    let dir = prefetch_spool_dir(&root, &host.repo.display().to_string(), &identity(MIB));
     // No request for its position during the linger: the worker removes its
     // directory, then exits (and lets go of its lock).
     common::poll_until("the spool directory to be removed", || {
@@ -603,7 +603,7 @@ fn byte_bound_holds(size: u64, max_bytes: u64, fits: usize) {
     let root = host.default_root();
     let extra = ["--prefetch", "8", "--config", config_arg.as_str()];
     host.restore_ok(&seg(1, size), &extra, &segments[0]);
-    let dir = Spool::dir_for(&root, &host.repo.display().to_string(), &identity(size));
+    let dir = prefetch_spool_dir(&root, &host.repo.display().to_string(), &identity(size));
     let held = || -> (usize, u64) {
         let files: Vec<(PathBuf, u64)> = Host::snapshot(&dir)
             .into_iter()

@@ -515,9 +515,9 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
 
 /// How long a worker whose window is full waits for the next wanted position
 /// before it removes its spool directory and exits: `UXWAL_PREFETCH_LINGER`
-/// seconds (0 to [`MAX_LINGER_SECS`]), else [`DEFAULT_LINGER`]. 0 means: exit at
+/// seconds (0 to 60), else [`DEFAULT_LINGER`]. 0 means: exit at
 /// once and leave the entries to the next calls (they expire after
-/// [`STALE_AFTER`]). Anything else is a configuration error, never a silent
+/// an hour). Anything else is a configuration error, never a silent
 /// default.
 pub fn linger_from_env() -> Result<Duration> {
     let Ok(text) = std::env::var(LINGER_ENV) else {

@@ -93,7 +93,10 @@ pub(super) fn settings(
     spool_dir: Option<&std::path::Path>,
 ) -> Result<archive::Settings> {
     let file = ConfigFile::load(common.config.as_deref())?;
-    let compression = codec.compress.or(file.compress).unwrap_or(Compression::Zstd);
+    let compression = codec
+        .compress
+        .or(file.compress)
+        .unwrap_or(Compression::Zstd);
     // A level from the file belongs to the file's codec; one from the command line to the chosen one.
     let level = codec
         .level

@@ -87,7 +87,7 @@ pub(super) fn settings(
         prefetch: prefetch_depth(prefetch, file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
         spool_max_bytes: spool_max_bytes(file)?,
-        linger: crate::background::prefetch::linger_from_env()?,
+        linger: restore::linger_from_env()?,
         config_file: common.config.clone().map(absolute),
     })
 }
@@ -102,7 +102,7 @@ fn prefetch_depth(cli: Option<u16>, file: &ConfigFile) -> Result<Option<usize>> 
 
 /// The file's `spool_max_bytes`, which must leave room for at least one small segment.
 fn spool_max_bytes(file: &ConfigFile) -> Result<u64> {
-    use crate::background::prefetch::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES};
+    use crate::commands::restore::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES};
     match file.spool_max_bytes {
         None => Ok(DEFAULT_MAX_BYTES),
         Some(n) if n >= MIN_MAX_BYTES => Ok(n),

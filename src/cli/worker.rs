@@ -1,6 +1,6 @@
 //! The hidden worker modes' command lines: `uxwal-archive --push-ahead-worker`
 //! and `uxwal-restore --prefetch-worker`. A call encodes its worker's job here
-//! ([`args`], the [`crate::background::Launcher`] the binaries hand the
+//! ([`args`], the [`crate::commands::archive::Launcher`] the binaries hand the
 //! commands) and the worker parses it back with the same clap definitions, so
 //! every flag is spelt in one place; a test round-trips both.
 //!
@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::Common;
-use crate::background::{prefetch, push_ahead, WorkerJob};
+use crate::commands::archive::{PushAheadJob, WorkerJob};
+use crate::commands::restore::PrefetchJob;
 use crate::config::ConfigFile;
 use crate::error::Result;
 
@@ -58,14 +59,14 @@ impl PushAheadWorkerCli {
 
     /// The job, with the configuration file's settings where the command line
     /// has none (the call passed everything it resolved itself).
-    pub fn job(&self) -> Result<push_ahead::Job> {
+    pub fn job(&self) -> Result<PushAheadJob> {
         let settings = super::archive::settings(
             &self.common,
             self.codec,
             Some(self.parallel),
             self.spool_dir.as_deref(),
         )?;
-        Ok(push_ahead::Job {
+        Ok(PushAheadJob {
             ship: settings.ship,
             parallel: usize::from(self.parallel),
             spool_dir: settings.spool_dir,
@@ -103,7 +104,7 @@ impl PrefetchWorkerCli {
     }
 
     /// The job, with `file`'s settings where the command line has none.
-    pub fn job(&self, file: &ConfigFile) -> Result<prefetch::Job> {
+    pub fn job(&self, file: &ConfigFile) -> Result<PrefetchJob> {
         super::restore::settings(&self.common, self.prefetch, self.spool_dir.as_deref(), file)
             .map(|s| s.prefetch_job())
     }
@@ -193,8 +194,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::pipeline::ship;
     use crate::codec::Compression;
+    use crate::pipeline::ship;
     use crate::repo::remote::StoreOptions;
 
     /// Parses `args` as the worker would: program name, marker dropped.
@@ -212,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_push_ahead_job_round_trips_through_its_command_line() {
-        let job = push_ahead::Job {
+        let job = PushAheadJob {
             ship: ship::Settings {
                 repos: vec!["/mnt/wal".into(), "s3://b/--quiet".into()],
                 store: store(),
@@ -241,12 +242,12 @@ mod tests {
 
     #[test]
     fn a_prefetch_job_round_trips_through_its_command_line() {
-        let job = prefetch::Job {
+        let job = PrefetchJob {
             location: "s3://bucket/wal".into(),
             store: store(),
             depth: 5,
-            max_bytes: crate::background::prefetch::DEFAULT_MAX_BYTES,
-            linger: crate::background::prefetch::DEFAULT_LINGER,
+            max_bytes: crate::commands::restore::DEFAULT_MAX_BYTES,
+            linger: crate::commands::restore::DEFAULT_LINGER,
             spool_dir: "/tmp/uxwal-101".into(),
             config_file: None,
         };

@@ -10,7 +10,7 @@
 //! same pass.
 //!
 //! Decoding is bounded: at most the size the trailer records ever comes out of
-//! [`decode_verified`] or [`decode_unhashed`], whatever the stored bytes say; an
+//! [`decode`], whatever the stored bytes say; an
 //! object that would decode to more is refused ([`CodecError::TooLong`]) at that
 //! point. Errors are sorted as they happen: the storage's own read errors
 //! ([`ReadError::Io`]), damaged content ([`ReadError::Codec`]) and the output's
@@ -247,48 +247,39 @@ pub enum ReadError {
     Output(io::Error),
 }
 
-/// Decompresses the payload (`payload_len` bytes from offset 0 of `r`) into `out`,
-/// hashing what comes out (on a second thread, [`digest::hash_alongside`]), and
-/// checks it against `trailer`. At most `trailer.size` bytes reach `out`.
-pub fn decode_verified<R: Read + Seek + ?Sized>(
-    r: &mut R,
-    format: StoredFormat,
-    payload_len: u64,
-    trailer: &Trailer,
-    out: &mut dyn Write,
-) -> Result<(), ReadError> {
-    let mut decoded = decoder(r, format, payload_len, trailer.size)?;
-    let (actual, written) =
-        digest::hash_alongside(&mut decoded, Vec::new(), &mut |chunk| out.write_all(chunk))
-            .map_err(|e| match e {
-                digest::PumpError::Read(e) => classify(e),
-                digest::PumpError::Consume(e) => ReadError::Output(e),
-            })?;
-    if actual != trailer.sha256 || written != trailer.size {
-        return Err(CodecError::Mismatch {
-            recorded: trailer.sha256_hex(),
-            recorded_size: trailer.size,
-            actual: hex(&actual),
-            actual_size: written,
-        }
-        .into());
-    }
-    Ok(())
+/// What a decode checks besides the formats' own checksums (zstd's content
+/// checksum, gzip's CRC-32) and the size, which are always checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The SHA-256 of what comes out, computed on a second thread
+    /// ([`digest::hash_alongside`]).
+    Sha256,
+    /// Not the SHA-256: for a caller that checks it later itself (the prefetch
+    /// spool: the call that serves an entry hashes it anyway).
+    SizeOnly,
 }
 
 /// Decompresses the payload (`payload_len` bytes from offset 0 of `r`) into `out`
-/// without hashing it, for a caller that checks the SHA-256 later itself (the
-/// prefetch spool: the call that uses an entry hashes it anyway). The formats'
-/// own checksums (zstd's content checksum, gzip's CRC-32) are still checked, and
-/// so is the size: exactly `trailer.size` bytes, and never more, reach `out`.
-pub fn decode_unhashed<R: Read + Seek + ?Sized>(
+/// and checks what comes out against `trailer` as `check` says. At most
+/// `trailer.size` bytes ever reach `out`.
+pub fn decode<R: Read + Seek + ?Sized>(
     r: &mut R,
     format: StoredFormat,
     payload_len: u64,
     trailer: &Trailer,
+    check: Check,
     out: &mut dyn Write,
 ) -> Result<(), ReadError> {
     let mut decoded = decoder(r, format, payload_len, trailer.size)?;
+    if check == Check::Sha256 {
+        let (actual, written) =
+            digest::hash_alongside(&mut decoded, Vec::new(), &mut |chunk| out.write_all(chunk))
+                .map_err(|e| match e {
+                    digest::PumpError::Read(e) => classify(e),
+                    digest::PumpError::Consume(e) => ReadError::Output(e),
+                })?;
+        return check_decoded(trailer, Some(actual), written);
+    }
     let mut block = vec![0u8; digest::CHUNK];
     let mut written = 0;
     loop {
@@ -299,16 +290,26 @@ pub fn decode_unhashed<R: Read + Seek + ?Sized>(
         out.write_all(&block[..n]).map_err(ReadError::Output)?;
         written += n as u64;
     }
-    if written != trailer.size {
-        return Err(CodecError::Mismatch {
-            recorded: trailer.sha256_hex(),
-            recorded_size: trailer.size,
-            actual: "not computed".into(),
-            actual_size: written,
-        }
-        .into());
+    check_decoded(trailer, None, written)
+}
+
+/// Compares what a decode produced (`written` bytes, and their SHA-256 when it
+/// was computed) with what the trailer records.
+fn check_decoded(
+    trailer: &Trailer,
+    sha256: Option<[u8; 32]>,
+    written: u64,
+) -> Result<(), ReadError> {
+    if written == trailer.size && sha256.is_none_or(|h| h == trailer.sha256) {
+        return Ok(());
     }
-    Ok(())
+    Err(CodecError::Mismatch {
+        recorded: trailer.sha256_hex(),
+        recorded_size: trailer.size,
+        actual: sha256.map_or_else(|| "not computed".into(), |h| hex(&h)),
+        actual_size: written,
+    }
+    .into())
 }
 
 /// The decoder of `format` over the payload of `r`, yielding at most `limit`
@@ -421,11 +422,11 @@ mod tests {
         e.finish(&trailer).unwrap()
     }
 
-    fn decode(stored: &[u8]) -> Result<Vec<u8>, ReadError> {
+    fn decode_all(stored: &[u8]) -> Result<Vec<u8>, ReadError> {
         let mut r = Cursor::new(stored);
         let (format, trailer, payload) = read_trailer(&mut r, stored.len() as u64)?;
         let mut out = Vec::new();
-        decode_verified(&mut r, format, payload, &trailer, &mut out)?;
+        super::decode(&mut r, format, payload, &trailer, Check::Sha256, &mut out)?;
         Ok(out)
     }
 
@@ -437,7 +438,7 @@ mod tests {
             let data = if repeat { data.iter().cycle().take(data.len() * 3).copied().collect() } else { data };
             let c = [Compression::None, Compression::Gzip, Compression::Zstd][which as usize];
             let stored = encode(&data, c, c.default_level());
-            prop_assert_eq!(decode(&stored).unwrap(), data);
+            prop_assert_eq!(decode_all(&stored).unwrap(), data);
         }
 
         #[test]
@@ -446,7 +447,7 @@ mod tests {
             let mut stored = encode(&data, c, c.default_level());
             let i = pos.index(stored.len());
             stored[i] ^= flip;
-            if let Ok(out) = decode(&stored) {
+            if let Ok(out) = decode_all(&stored) {
                 prop_assert_eq!(out, data);
             }
         }
@@ -456,7 +457,7 @@ mod tests {
             let c = [Compression::None, Compression::Gzip, Compression::Zstd][which as usize];
             let stored = encode(&data, c, c.default_level());
             let keep = cut.index(stored.len());
-            prop_assert!(decode(&stored[..keep]).is_err());
+            prop_assert!(decode_all(&stored[..keep]).is_err());
         }
     }
 
@@ -488,9 +489,9 @@ mod tests {
         let (format, trailer, payload) = read_trailer(&mut r, stored.len() as u64).unwrap();
         let mut out = Counted(0);
         let result = if hashed {
-            decode_verified(&mut r, format, payload, &trailer, &mut out)
+            super::decode(&mut r, format, payload, &trailer, Check::Sha256, &mut out)
         } else {
-            decode_unhashed(&mut r, format, payload, &trailer, &mut out)
+            super::decode(&mut r, format, payload, &trailer, Check::SizeOnly, &mut out)
         };
         (result, out.0)
     }
@@ -580,7 +581,14 @@ mod tests {
         let mut r = Cursor::new(stored.clone());
         let (format, trailer, payload) = read_trailer(&mut r, len).unwrap();
         let mut failing = FailingAfter(Cursor::new(stored.clone()), 1 << 20);
-        let e = decode_verified(&mut failing, format, payload, &trailer, &mut io::sink());
+        let e = super::decode(
+            &mut failing,
+            format,
+            payload,
+            &trailer,
+            Check::Sha256,
+            &mut io::sink(),
+        );
         assert!(
             matches!(&e, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut),
             "{e:?}"
@@ -596,9 +604,16 @@ mod tests {
         }
         for hashed in [true, false] {
             let e = if hashed {
-                decode_verified(&mut r, format, payload, &trailer, &mut Full)
+                super::decode(&mut r, format, payload, &trailer, Check::Sha256, &mut Full)
             } else {
-                decode_unhashed(&mut r, format, payload, &trailer, &mut Full)
+                super::decode(
+                    &mut r,
+                    format,
+                    payload,
+                    &trailer,
+                    Check::SizeOnly,
+                    &mut Full,
+                )
             };
             assert!(matches!(e, Err(ReadError::Output(_))), "{e:?}");
         }

@@ -3,11 +3,13 @@
 //! With `--parallel` 1 the call ships its own file through the pipeline
 //! ([`crate::pipeline::ship`]); above 1 it also makes sure a push-ahead worker
 //! ships the other ready files, and confirms its own file from the worker's
-//! record when the worker already pushed it ([`crate::background::push_ahead`]).
+//! record when the worker already pushed it ([`run_push_ahead_worker`], `docs/push-ahead.md`).
 
 use std::path::{Path, PathBuf};
 
-use crate::background::{push_ahead, Launcher};
+use crate::background::push_ahead;
+pub use crate::background::push_ahead::{run_worker as run_push_ahead_worker, Job as PushAheadJob};
+pub use crate::background::{Launcher, WorkerJob};
 use crate::error::Result;
 use crate::pipeline::ship;
 pub use crate::pipeline::ship::ArchiveOutcome;

@@ -1,6 +1,6 @@
 //! What each command decides: one module per executable. A command combines
 //! the data path ([`crate::pipeline`]) with the background workers
-//! ([`crate::background`]); the exit code it leads to is chosen at the edge
+//! (the private `background` module); the exit code it leads to is chosen at the edge
 //! ([`crate::exit`]).
 
 pub mod archive;

@@ -13,19 +13,23 @@
 //! With `--prefetch N` (the default for object storage) a segment may come from
 //! the local spool that a background worker filled ahead of the database; it is
 //! verified the same way first, and any doubt about it means a direct fetch
-//! ([`crate::background::prefetch`]).
+//! ([`run_prefetch_worker`], `docs/prefetch.md`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::background::prefetch::{self, Spool};
+pub use crate::background::prefetch::{
+    linger_from_env, run_worker as run_prefetch_worker, Job as PrefetchJob, DEFAULT_LINGER,
+    DEFAULT_MAX_BYTES, ENTRY_TRAILER_LEN, LINGER_ENV, MIN_MAX_BYTES,
+};
 use crate::background::spool::{self, SpoolDir};
 use crate::background::Launcher;
 use crate::error::Result;
 use crate::pipeline::fetch;
 pub use crate::pipeline::fetch::{ErrorPolicy, RestoreOutcome};
 use crate::repo::remote::{Scheme, StoreOptions};
-use crate::repo::Repository;
+use crate::repo::{Identity, Repository};
 use crate::wal::name::{SegmentName, WalName};
 
 /// `--on-error`: what an error other than "not found" does.
@@ -79,7 +83,7 @@ pub struct Settings {
 impl Settings {
     /// Segments to fetch ahead: `--prefetch`, else 0 when the first repository is
     /// a local directory (a read from disk costs no round trip worth hiding), else
-    /// [`prefetch::DEFAULT_DEPTH_OBJECT_STORE`].
+    /// 8.
     pub fn prefetch_depth(&self) -> usize {
         self.prefetch.unwrap_or_else(
             || match self.repos.first().map(|r| Scheme::of(r).is_some()) {
@@ -103,13 +107,19 @@ impl Settings {
     }
 }
 
+/// Where the prefetch worker keeps its entries for the archive at `location`
+/// with `identity`, under the spool root `root` (`docs/prefetch.md`).
+pub fn prefetch_spool_dir(root: &Path, location: &str, identity: &Identity) -> PathBuf {
+    Spool::dir_for(root, location, identity)
+}
+
 /// Restores `wal_name` to `dest` from the first repository that has it, retrying
 /// transient errors when the policy is to abort. When no repository has it and
 /// one of them failed, the answer is that failure: it might have had the file.
 ///
 /// With prefetch on, a full segment is first looked for in the spool (used only
 /// when it verifies), and a background worker is started to fetch the following
-/// ones ([`prefetch`]).
+/// ones ([`run_prefetch_worker`]).
 pub fn run(
     wal_name: &str,
     dest: &Path,

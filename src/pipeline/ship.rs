@@ -73,7 +73,7 @@ pub fn open_repos(settings: &Settings) -> Result<Vec<Repository>> {
 /// Archives one file into every repository of `repos` (opened from `settings`):
 /// the single path every archived file takes, the requested one and those pushed
 /// ahead alike. Stops between chunks, without publishing, once a shutdown signal
-/// has been received (see [`crate::signals`]).
+/// has been received (the private `signals` module).
 pub fn archive_file(
     repos: &[Repository],
     wal_path: &Path,

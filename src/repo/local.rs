@@ -1,6 +1,6 @@
 //! A repository in a local (or NFS-mounted) directory.
 //!
-//! All writes go through [`crate::durable`]: staging files in `<root>/tmp/`,
+//! All writes go through the private `durable` module: staging files in `<root>/tmp/`,
 //! published with a no-replace link and fsynced with their directory.
 
 use std::collections::BTreeSet;

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::{Blob, Repository};
 use crate::codec::trailer::MAX_TRAILER_LEN;
-use crate::codec::{self, CodecError, ReadError, StoredFormat, Trailer};
+use crate::codec::{self, Check, CodecError, ReadError, StoredFormat, Trailer};
 use crate::error::{Error, Result};
 use crate::wal::name::{is_valid_segment_size, WalName, MAX_SEGMENT_SIZE};
 
@@ -161,14 +161,14 @@ impl StoredObject<'_> {
     /// its SHA-256 and size. At most the recorded size is written to `out`; on
     /// an error the caller must discard what was written.
     pub fn copy_to(self, out: &mut dyn Write, dest: &Path) -> Result<()> {
-        self.decode(codec::decode_verified, out, Some(dest))
+        self.decode(Check::Sha256, out, Some(dest))
     }
 
     /// [`StoredObject::copy_to`] without the SHA-256 check, for a caller that
     /// checks it itself later (the prefetch spool: the call that serves an entry
     /// hashes it anyway). The formats' own checksums and the size are checked.
     pub fn copy_unhashed_to(self, out: &mut dyn Write, dest: &Path) -> Result<()> {
-        self.decode(codec::decode_unhashed, out, Some(dest))
+        self.decode(Check::SizeOnly, out, Some(dest))
     }
 
     /// Decodes and verifies the whole object, keeping its first `keep` bytes:
@@ -180,30 +180,16 @@ impl StoredObject<'_> {
             keep,
             bytes: Vec::with_capacity(keep),
         };
-        self.decode(codec::decode_verified, &mut head, None)?;
+        self.decode(Check::Sha256, &mut head, None)?;
         Ok(head.bytes)
     }
 
-    fn decode(mut self, how: Decode, out: &mut dyn Write, dest: Option<&Path>) -> Result<()> {
-        how(
-            &mut self.reader,
-            self.format,
-            self.payload_len,
-            &self.trailer,
-            out,
-        )
-        .map_err(|e| self.at.read_error(e, dest))
+    fn decode(mut self, check: Check, out: &mut dyn Write, dest: Option<&Path>) -> Result<()> {
+        let (format, len) = (self.format, self.payload_len);
+        codec::decode(&mut self.reader, format, len, &self.trailer, check, out)
+            .map_err(|e| self.at.read_error(e, dest))
     }
 }
-
-/// [`codec::decode_verified`] or [`codec::decode_unhashed`].
-type Decode = fn(
-    &mut Box<dyn Blob>,
-    StoredFormat,
-    u64,
-    &Trailer,
-    &mut dyn Write,
-) -> std::result::Result<(), ReadError>;
 
 impl Place<'_> {
     fn corrupt(&self, source: CodecError) -> Error {

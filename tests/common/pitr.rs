@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::pg::{Cluster, Recovery, RestoreOptions};
+use super::pg::{Cluster, InitOptions, Recovery, RestoreOptions};
+use super::servers::S3;
 
 /// One line that changes with any committed write of the scenario: the account
 /// balances and the marker rows.
@@ -24,6 +25,25 @@ pub struct Archived {
     pub at_target: String,
     /// The last segment the primary completed and archived.
     pub last: String,
+}
+
+/// Starts the primary `name` (1 MiB segments) archiving into `repos` through
+/// a uxwal.toml in `dir` written for `s3` (30 s deadline); returns it with the
+/// `--config` arguments its recoveries take too.
+pub fn start_s3_primary(name: &str, s3: &S3, dir: &Path, repos: &[&str]) -> (Cluster, String) {
+    let config = s3.write_config(&dir.join("uxwal.toml"), repos, Some(30));
+    let args = format!("--config {}", config.display());
+    let mut primary = Cluster::init(
+        name,
+        &InitOptions {
+            wal_segsize_mb: 1,
+            archive: true,
+            repo: None,
+        },
+    );
+    primary.set_repo_args(&args);
+    primary.start();
+    (primary, args)
 }
 
 /// Runs the scenario on the started, archiving `primary`: pgbench tables at
