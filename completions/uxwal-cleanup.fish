@@ -2,7 +2,7 @@ complete -c uxwal-cleanup -l repo -d 'Repository: a directory, file://, s3://buc
 complete -c uxwal-cleanup -l deadline -d 'Seconds all storage work of this command may take [default: 60, or `deadline` in the file; uxwal-verify: 24 hours]' -r
 complete -c uxwal-cleanup -l config -d 'Configuration file (TOML). Default: /etc/uxwal/uxwal.toml when it exists' -r -F
 complete -c uxwal-cleanup -s x -l strip-extension -d 'Strip this extension from file names before checking them (e.g. .gz), as pg_archivecleanup does for archives written with it' -r
-complete -c uxwal-cleanup -l retain-backups -d 'Keep every WAL file the newest N base backups need, and everything after; remove older WAL. Instead of OLDEST_KEPT' -r
+complete -c uxwal-cleanup -l retain-backups -d 'Keep every WAL file the newest N base backups need, and everything after; remove older WAL. Only backups that can reach the newest timeline count (one taken on a branch abandoned by a point-in-time recovery cannot). Instead of OLDEST_KEPT' -r
 complete -c uxwal-cleanup -l older-than -d 'Remove only files archived longer ago than DURATION (e.g. 7d, 12h, 30m, 1d12h), never what a retained backup needs (the newest one unless --retain-backups says more). Instead of OLDEST_KEPT' -r
 complete -c uxwal-cleanup -s q -l quiet -d 'Print errors only'
 complete -c uxwal-cleanup -s v -l verbose -d 'Also print what each step does'

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use crate::codec::{CodecError, ReadError};
 use crate::wal::backup_label::BackupLabelError;
 use crate::wal::header::HeaderError;
+use crate::wal::history::HistoryError;
 use crate::wal::name::InvalidWalName;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -134,7 +135,26 @@ pub enum Error {
     /// A `.backup` file that cannot be read or understood: retention cannot be
     /// computed safely, so nothing was removed.
     #[error("backup history file {name}: {fault}; nothing was removed")]
-    BadBackupHistory { name: String, fault: BackupFault },
+    BadBackupHistory {
+        name: String,
+        fault: HistoryFileFault,
+    },
+
+    /// The newest timeline's history file cannot be read or understood (or is
+    /// not archived): which base backups can reach that timeline is unknown,
+    /// so retention removed nothing.
+    #[error("timeline history file {name}: {fault}; which base backups can reach timeline {timeline} is unknown, so nothing was removed")]
+    BadTimelineHistory {
+        name: String,
+        timeline: u32,
+        fault: HistoryFileFault,
+    },
+
+    /// Retention would leave the newest timeline without a base backup that
+    /// can reach it; nothing was removed. `backups` names each archived
+    /// backup with its timeline and why it cannot.
+    #[error("no archived base backup can reach the newest timeline {timeline}, so nothing was removed (take a new base backup): {}", backups.join("; "))]
+    NoRestorableBackup { timeline: u32, backups: Vec<String> },
 
     /// `uxwal-verify --backup` names no archived base backup (`label` `None`:
     /// the newest, and there is none); `known` lists the ones there are.
@@ -151,16 +171,22 @@ pub enum Error {
     Output(io::Error),
 }
 
-/// Why a `.backup` file could not be used ([`Error::BadBackupHistory`]).
+/// Why a backup history file (`.backup`) or a timeline history file
+/// (`.history`) could not be used ([`Error::BadBackupHistory`],
+/// [`Error::BadTimelineHistory`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BackupFault {
+pub enum HistoryFileFault {
     #[error("listed, but gone when read (is another cleanup running?)")]
     Vanished,
+    #[error("not archived")]
+    Missing,
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
-    Content(#[from] BackupLabelError),
+    Backup(#[from] BackupLabelError),
+    #[error(transparent)]
+    Timeline(#[from] HistoryError),
 }
 
 impl Error {
@@ -180,7 +206,8 @@ impl Error {
             | Error::WrongSegmentSize { name, .. }
             | Error::Conflict { name, .. }
             | Error::Corrupt { name, .. }
-            | Error::BadBackupHistory { name, .. } => Some(name),
+            | Error::BadBackupHistory { name, .. }
+            | Error::BadTimelineHistory { name, .. } => Some(name),
             Error::Storage { key, .. } => key.rsplit('/').next(),
             _ => None,
         }

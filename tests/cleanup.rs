@@ -571,6 +571,92 @@ fn retention_refuses_without_a_usable_backup_file() {
     assert!(removed.is_empty());
 }
 
+/// Issue 13: backup B1 on timeline 1, B2 later on timeline 1, then a
+/// point-in-time recovery to a point between them made timeline 2 (forked at
+/// segment 5). B2 lies on the abandoned branch: only B1 can reach timeline 2,
+/// so `--retain-backups 1` keeps B1 and the timeline-1 WAL it needs.
+fn branched_site(backups: &[&str], history: bool) -> (Site, Vec<String>) {
+    let mut files = Vec::new();
+    for s in 1..=9 {
+        files.push(wal_file(&format!("0000000100000000000000{s:02X}"), 7));
+    }
+    for s in 5..=8 {
+        files.push(wal_file(&format!("0000000200000000000000{s:02X}"), 8));
+    }
+    if history {
+        files.push((
+            "00000002.history".to_string(),
+            b"1\t0/500000\tbefore 2026-01-02 12:00:00+00\n".to_vec(),
+        ));
+    }
+    for (day, b) in backups.iter().enumerate() {
+        files.push(wal_file(b, day as u64 + 1));
+    }
+    let names = files.iter().map(|(n, _)| n.clone()).collect();
+    (archived_repo(&files), names)
+}
+
+const B1: &str = "000000010000000000000002.00000028.backup";
+const B2_ABANDONED: &str = "000000010000000000000007.00000028.backup";
+
+#[test]
+fn retention_counts_only_backups_that_can_reach_the_newest_timeline() {
+    let (site, all) = branched_site(&[B1, B2_ABANDONED], true);
+    let (r, removed) = removed_by(&site, &all, &["--retain-backups", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        removed,
+        names(&["000000010000000000000001"]),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(B2_ABANDONED) && r.stderr.contains("forked off at 0/500000"),
+        "the abandoned backup is named: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn retention_refuses_when_no_backup_can_reach_the_newest_timeline() {
+    let (site, all) = branched_site(&[B2_ABANDONED], true);
+    let (r, removed) = removed_by(&site, &all, &["--retain-backups", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(removed.is_empty(), "{removed:?}");
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("no archived base backup can reach the newest timeline 2")
+            && line.contains(&format!(
+                "{B2_ABANDONED} (it started at 0/700028 on timeline 1"
+            )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr
+            .lines()
+            .filter(|l| l.contains("uxwal-cleanup"))
+            .count(),
+        r.stderr.lines().count()
+    );
+
+    // Without timeline 2's history file nothing says which backups reach it.
+    let (site, all) = branched_site(&[B1, B2_ABANDONED], false);
+    let (r, removed) = removed_by(&site, &all, &["--retain-backups", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(removed.is_empty(), "{removed:?}");
+    assert!(
+        r.stderr
+            .contains("timeline history file 00000002.history: not archived"),
+        "{}",
+        r.stderr
+    );
+}
+
 fn age(path: &Path, days: u32) {
     let ok = Command::new("touch")
         .arg("-m")

@@ -15,7 +15,8 @@ Exit status:
   0  done: everything selected was removed (or listed, with --dry-run), or nothing
      needed removing
   1  the archive could not be listed or read, a file could not be removed (the
-     others were), or retention found no usable .backup file
+     others were), or retention found no usable .backup file, no readable history
+     of the newest timeline, or no base backup that can reach that timeline
   2  invalid command line, invalid file name, or the archive location does not exist
 
 Configuration: archive_cleanup_command = 'uxwal-cleanup --repo /mnt/wal %r'
@@ -40,8 +41,9 @@ files only with -b. Files are removed oldest first, so an interruption never lea
 ARCHIVE_LOCATION, when given, is the repository (it wins over --repo); a directory without a \
 uxwal FORMAT file is cleaned exactly as pg_archivecleanup does (top-level files only).\n\n\
 Retention, instead of OLDEST_KEPT: --retain-backups N keeps every WAL file the newest N base \
-backups need (from their archived .backup files) and everything after; --older-than also spares \
-files archived more recently than DURATION."
+backups need (from their archived .backup files) and everything after; only backups that can \
+reach the newest timeline (from its .history file) count, and when none can, nothing is \
+removed. --older-than also spares files archived more recently than DURATION."
 )]
 pub struct CleanupCli {
     #[command(flatten)]
@@ -65,7 +67,9 @@ pub struct CleanupCli {
     pub clean_backup_history: bool,
 
     /// Keep every WAL file the newest N base backups need, and everything after;
-    /// remove older WAL. Instead of OLDEST_KEPT.
+    /// remove older WAL. Only backups that can reach the newest timeline count
+    /// (one taken on a branch abandoned by a point-in-time recovery cannot).
+    /// Instead of OLDEST_KEPT.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub retain_backups: Option<u32>,
 

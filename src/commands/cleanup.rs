@@ -30,18 +30,21 @@
 //! only, `-x EXT` stripped before the name is checked). A uxwal repository is
 //! handled through its layout (`docs/FORMAT.md`).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::codec::ReadError;
-use crate::error::{BackupFault, Error, Result};
+use crate::error::{Error, HistoryFileFault, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{Entry, Repository};
-use crate::wal::backup_label::{self, BackupLabel, BackupLabelError};
-use crate::wal::lsn::Lsn;
+use crate::wal::backup_label::{self, BackupLabel};
+use crate::wal::history::{self, Fork};
 use crate::wal::name::{is_backup_history_file_name, SegmentName, WalName};
+use crate::wal::timeline::Tree;
 
 /// Files removed per call to the storage: S3's bulk delete takes at most 1000
 /// keys, and a local batch fsyncs each directory once.
@@ -113,6 +116,7 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> Result<Report> {
         settings,
         archive,
         display_root: settings.location.clone(),
+        histories: RefCell::default(),
     };
     cleaner.run(cutoff, out)
 }
@@ -183,9 +187,7 @@ fn before(segment: SegmentName, cutoff: SegmentName) -> bool {
 struct Backup {
     /// The `.backup` file name.
     name: String,
-    /// The segment holding START WAL LOCATION: the first one the backup needs.
-    start_segment: SegmentName,
-    start_lsn: Lsn,
+    label: BackupLabel,
     /// `YYYY-MM-DD HH:MM:SS` of START TIME (the zone dropped), for ordering.
     start_time: String,
 }
@@ -194,6 +196,8 @@ struct Cleaner<'a> {
     settings: &'a Settings,
     archive: Archive,
     display_root: String,
+    /// The timeline history files listed (for retention): timeline -> key.
+    histories: RefCell<BTreeMap<u32, String>>,
 }
 
 impl Cleaner<'_> {
@@ -268,7 +272,8 @@ impl Cleaner<'_> {
     }
 
     /// Every WAL-family file that the rule may consider (segments, `.partial`,
-    /// `.backup`), listed once.
+    /// `.backup`), listed once; in a plain directory the timeline history files
+    /// seen on the way go to `histories`.
     fn list(&self) -> Result<Vec<Candidate>> {
         let ext = self.settings.strip_extension.as_deref();
         match &self.archive {
@@ -311,6 +316,9 @@ impl Cleaner<'_> {
                         continue;
                     };
                     let name = trim_extension(&file, ext);
+                    if let Ok(WalName::History { timeline }) = name.parse() {
+                        self.histories.borrow_mut().insert(timeline, file.clone());
+                    }
                     let Some(mut candidate) = Candidate::new(name, file.clone(), None) else {
                         continue;
                     };
@@ -324,7 +332,10 @@ impl Cleaner<'_> {
         }
     }
 
-    /// The oldest start segment among the retained backups.
+    /// The oldest start segment among the retained backups: the newest `keep`
+    /// of those that can reach the newest timeline (the highest archived in a
+    /// name), found from its history file ([`Tree::reaches`]). Backups on an
+    /// abandoned branch do not count; when none can reach it, nothing is removed.
     fn retention_cutoff(&self, all: &[Candidate], keep: u32) -> Result<SegmentName> {
         let mut backups = Vec::new();
         for c in all.iter().filter(|c| c.is_backup) {
@@ -335,83 +346,142 @@ impl Cleaner<'_> {
                 location: self.display_root.clone(),
             });
         }
-        let retained = newest_backups(&backups, keep as usize);
-        if backups.len() < keep as usize {
+        if let Archive::Layout(repo) = &self.archive {
+            for listed in repo.list("history/")? {
+                if let Entry::Wal(WalName::History { timeline }) = Repository::classify(&listed.key)
+                {
+                    self.histories.borrow_mut().insert(timeline, listed.key);
+                }
+            }
+        }
+        let histories = self.histories.borrow().clone();
+        let newest = all
+            .iter()
+            .map(|c| c.segment.timeline)
+            .chain(histories.keys().copied())
+            .max()
+            .unwrap_or(1);
+        let tree = self.timeline_tree(newest, &histories)?;
+        let (reaching, abandoned): (Vec<Backup>, Vec<Backup>) = backups
+            .into_iter()
+            .partition(|b| tree.reaches(&b.label, newest).is_ok());
+        // Each unreachable backup with why: the reason names its timeline.
+        let describe = |b: &Backup| match tree.reaches(&b.label, newest) {
+            Err(why) => format!("{} ({why})", b.name),
+            Ok(()) => b.name.clone(),
+        };
+        for b in &abandoned {
             tracing::info!(
-                "only {} base backup(s) archived, fewer than the {keep} to retain: keeping all of them",
-                backups.len()
+                "base backup {} does not count toward the {keep} to retain",
+                describe(b)
+            );
+        }
+        if reaching.is_empty() {
+            return Err(Error::NoRestorableBackup {
+                timeline: newest,
+                backups: abandoned.iter().map(describe).collect(),
+            });
+        }
+        let retained = newest_backups(&reaching, keep as usize);
+        if reaching.len() < keep as usize {
+            tracing::info!(
+                "only {} base backup(s) can reach timeline {newest}, fewer than the {keep} to retain: keeping all of them",
+                reaching.len()
             );
         }
         for b in &retained {
             tracing::debug!(
-                "retaining base backup {} (started {} at {})",
+                "retaining base backup {} (started {} at {} on timeline {})",
                 b.name,
                 b.start_time,
-                b.start_lsn
+                b.label.start,
+                b.label.timeline()
             );
         }
         // The oldest start position, timeline ignored as the rule ignores it.
         retained
             .iter()
-            .map(|b| b.start_segment)
+            .map(|b| b.label.start_segment)
             .min_by_key(|s| (s.log, s.seg))
             .ok_or_else(|| Error::NoBackupHistory {
                 location: self.display_root.clone(),
             })
     }
 
-    fn read_backup(&self, c: &Candidate) -> Result<Backup> {
-        let bad = |fault: BackupFault| Error::BadBackupHistory {
-            name: c.name.clone(),
+    /// The ancestry of timeline `newest`, from its own history file (which
+    /// lists every ancestor). Timeline 1 has none and needs none.
+    fn timeline_tree(&self, newest: u32, histories: &BTreeMap<u32, String>) -> Result<Tree> {
+        if newest <= 1 {
+            return Ok(Tree::default());
+        }
+        let name = WalName::History { timeline: newest }.to_string();
+        let bad = |fault: HistoryFileFault| Error::BadTimelineHistory {
+            name: name.clone(),
+            timeline: newest,
             fault,
         };
-        let too_large = |len: u64| {
-            bad(BackupFault::Content(BackupLabelError::TooLarge {
-                len: usize::try_from(len).unwrap_or(usize::MAX),
-            }))
-        };
-        // Read one byte more than the parser accepts, so that it sees a file too large.
-        let limit = backup_label::MAX_LEN as u64 + 1;
-        let text = match &self.archive {
+        let key = histories
+            .get(&newest)
+            .ok_or_else(|| bad(HistoryFileFault::Missing))?;
+        let text = self.read_small(&name, key, history::MAX_LEN, &bad)?;
+        let forks: Vec<Fork> =
+            history::parse(newest, &text).map_err(|e| bad(HistoryFileFault::Timeline(e)))?;
+        Ok(Tree::new(&BTreeMap::from([(newest, forks)])))
+    }
+
+    /// Reads a small metadata file (`.backup`, `.history`) whose parser takes
+    /// at most `max` bytes: one more is read, so that the parser sees a file too
+    /// large. Damage is an error of the file (`bad`), any other failure the
+    /// storage's.
+    fn read_small(
+        &self,
+        name: &str,
+        key: &str,
+        max: usize,
+        bad: &dyn Fn(HistoryFileFault) -> Error,
+    ) -> Result<Vec<u8>> {
+        match &self.archive {
             Archive::Layout(repo) => {
-                let name: WalName = c.name.parse()?;
-                // A damaged object is this backup file's problem; any other
-                // failure the storage's.
+                let name: WalName = name.parse()?;
                 let damaged = |e: Error| match e {
                     Error::Corrupt { source, .. } => {
-                        bad(BackupFault::Read(ReadError::Codec(source)))
+                        bad(HistoryFileFault::Read(ReadError::Codec(source)))
                     }
                     e => e,
                 };
                 let stored = repo
                     .open_stored(&name, None)
                     .map_err(damaged)?
-                    .ok_or_else(|| bad(BackupFault::Vanished))?;
-                let size = stored.trailer().size;
-                if size >= limit {
-                    return Err(too_large(size));
-                }
-                stored.read_head(size as usize).map_err(damaged)?
+                    .ok_or_else(|| bad(HistoryFileFault::Vanished))?;
+                stored.read_head(max.saturating_add(1)).map_err(damaged)
             }
             Archive::Plain { dir, .. } => {
                 let mut bytes = Vec::new();
-                fs::File::open(dir.join(&c.key))
-                    .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-                    .map_err(|e| bad(BackupFault::Read(ReadError::Io(e))))?;
-                bytes
+                fs::File::open(dir.join(key))
+                    .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut bytes))
+                    .map_err(|e| bad(HistoryFileFault::Read(ReadError::Io(e))))?;
+                Ok(bytes)
             }
+        }
+    }
+
+    fn read_backup(&self, c: &Candidate) -> Result<Backup> {
+        let bad = |fault: HistoryFileFault| Error::BadBackupHistory {
+            name: c.name.clone(),
+            fault,
         };
+        let text = self.read_small(&c.name, &c.key, backup_label::MAX_LEN, &bad)?;
         let label = BackupLabel::parse(&text)
             .and_then(|l| l.check_name(c.segment, &c.name).map(|()| l))
-            .map_err(|e| bad(BackupFault::Content(e)))?;
+            .map_err(|e| bad(HistoryFileFault::Backup(e)))?;
         Ok(Backup {
             name: c.name.clone(),
-            start_segment: label.start_segment,
-            start_lsn: label.start,
             start_time: label
                 .start_time
+                .as_deref()
                 .map(|t| t.chars().take(19).collect())
                 .unwrap_or_default(),
+            label,
         })
     }
 
@@ -467,9 +537,9 @@ impl Cleaner<'_> {
 /// clock or time zone change they can differ, and then both are kept.
 fn newest_backups(backups: &[Backup], n: usize) -> Vec<Backup> {
     let mut by_time: Vec<&Backup> = backups.iter().collect();
-    by_time.sort_by(|a, b| (&b.start_time, b.start_lsn).cmp(&(&a.start_time, a.start_lsn)));
+    by_time.sort_by(|a, b| (&b.start_time, b.label.start).cmp(&(&a.start_time, a.label.start)));
     let mut by_lsn: Vec<&Backup> = backups.iter().collect();
-    by_lsn.sort_by(|a, b| (b.start_lsn, &b.start_time).cmp(&(a.start_lsn, &a.start_time)));
+    by_lsn.sort_by(|a, b| (b.label.start, &b.start_time).cmp(&(a.label.start, &a.start_time)));
     let mut kept: Vec<Backup> = Vec::new();
     for b in by_time
         .into_iter()
@@ -571,6 +641,7 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::lsn::Lsn;
     use proptest::prelude::*;
 
     const A: &str = "0000000100000037000000";
@@ -631,8 +702,15 @@ mod tests {
     fn newest_backups_keep_both_orders() {
         let b = |name: &str, lsn: u64, time: &str| Backup {
             name: name.into(),
-            start_segment: SegmentName::parse_prefix(name).unwrap(),
-            start_lsn: Lsn(lsn),
+            label: BackupLabel {
+                start: Lsn(lsn),
+                start_segment: SegmentName::parse_prefix(name).unwrap(),
+                stop: Lsn(lsn + 0x100),
+                start_timeline: None,
+                label: String::new(),
+                start_time: Some(time.into()),
+                stop_time: None,
+            },
             start_time: time.into(),
         };
         let old = b(

@@ -19,93 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::wal::backup_label::BackupLabel;
-use crate::wal::history::Fork;
-use crate::wal::lsn::Lsn;
 use crate::wal::name::SegmentName;
-
-/// The timeline tree: each timeline's parent and switch point, from every
-/// history file (a timeline's own file wins over what its descendants say).
-#[derive(Debug, Default, Clone)]
-pub struct Tree {
-    parents: BTreeMap<u32, Fork>,
-}
-
-/// One timeline on the way from the root to a target timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub timeline: u32,
-    /// Where it began (its parent's switch point); 0 for the root.
-    pub begin: Lsn,
-    /// Where its child on this path began; `None` for the target itself.
-    pub end: Option<Lsn>,
-}
-
-impl Tree {
-    /// Builds the tree from the parsed history files (timeline → its forks).
-    pub fn new(histories: &BTreeMap<u32, Vec<Fork>>) -> Tree {
-        let mut parents = BTreeMap::new();
-        // What descendants say (newest first), then each timeline's own file wins.
-        for (&own, forks) in histories.iter().rev() {
-            let children = forks.iter().skip(1).map(|f| f.parent).chain([own]);
-            for (fork, child) in forks.iter().zip(children) {
-                parents.entry(child).or_insert(*fork);
-            }
-        }
-        for (&own, forks) in histories {
-            if let Some(last) = forks.last() {
-                parents.insert(own, *last);
-            }
-        }
-        Tree { parents }
-    }
-
-    pub fn parent(&self, timeline: u32) -> Option<Fork> {
-        self.parents.get(&timeline).copied()
-    }
-
-    /// Every timeline the tree knows (as a child or as a parent).
-    pub fn timelines(&self) -> BTreeSet<u32> {
-        self.parents
-            .iter()
-            .flat_map(|(&c, f)| [c, f.parent])
-            .collect()
-    }
-
-    /// Children of `timeline` with their switch points.
-    pub fn children(&self, timeline: u32) -> impl Iterator<Item = (u32, Lsn)> + '_ {
-        self.parents
-            .iter()
-            .filter(move |(_, f)| f.parent == timeline)
-            .map(|(&c, f)| (c, f.switch))
-    }
-
-    /// The ancestry of `target`, root first. Stops at a timeline whose parent is
-    /// unknown (timeline 1, or a missing history file).
-    pub fn path(&self, target: u32) -> Vec<Span> {
-        let mut rev = Vec::new();
-        let mut cur = Span {
-            timeline: target,
-            begin: Lsn(0),
-            end: None,
-        };
-        // Parents below their child only: a damaged tree cannot loop.
-        while let Some(fork) = self
-            .parent(cur.timeline)
-            .filter(|f| f.parent < cur.timeline)
-        {
-            cur.begin = fork.switch;
-            rev.push(cur);
-            cur = Span {
-                timeline: fork.parent,
-                begin: Lsn(0),
-                end: Some(fork.switch),
-            };
-        }
-        rev.push(cur);
-        rev.reverse();
-        rev
-    }
-}
+pub use crate::wal::timeline::{Span, Tree};
 
 /// Segment numbers archived per timeline: full segments and `.partial` files.
 #[derive(Debug, Default, Clone)]
@@ -266,19 +181,8 @@ pub fn restorability(
         missing: 0,
         reason: None,
     };
-    let Some(span) = path.iter().find(|s| s.timeline == backup.timeline()) else {
-        r.reason = Some(format!(
-            "its timeline {} is not in the history of the newest timeline {target}",
-            backup.timeline()
-        ));
-        return r;
-    };
-    if let Some(end) = span.end.filter(|end| backup.start >= *end) {
-        r.reason = Some(format!(
-            "it started at {} on timeline {}, after the newest timeline {target} forked off at {end}",
-            backup.start,
-            backup.timeline()
-        ));
+    if let Err(why) = tree.reaches(backup, target) {
+        r.reason = Some(why.to_string());
         return r;
     }
     let start = backup.start.segment(segment_size);
@@ -319,6 +223,8 @@ pub fn restorability(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::history::Fork;
+    use crate::wal::lsn::Lsn;
 
     const SZ: u64 = 16 << 20;
 
