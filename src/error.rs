@@ -97,6 +97,12 @@ pub enum Error {
     #[error("cannot write {}: {source}", path.display())]
     Destination { path: PathBuf, source: io::Error },
 
+    /// The storage accepted a second create of one key (it ignores
+    /// conditional writes): uxwal cannot keep archived WAL from being
+    /// overwritten there, so it creates no repository in it.
+    #[error("repository {location}: the storage accepted a second create of the same key, so it ignores conditional writes (If-None-Match) and uxwal cannot guarantee that archived WAL is never overwritten there; use a store that supports conditional writes (docs/SECURITY.md)")]
+    OverwritingStore { location: String },
+
     #[error("unsupported repository location {0:?}: use a directory path, file://, s3://, az:// or gs:// URL (no credentials in URLs)")]
     UnsupportedLocation(String),
 

@@ -467,3 +467,45 @@ fn verify_and_cleanup_s3() {
 fn verify_and_cleanup_azure() {
     verify_and_cleanup(Fixture::azure());
 }
+
+/// Issue 13: a store that accepts `If-None-Match: *` and overwrites anyway
+/// (moto behind a proxy that drops the header) is refused when uxwal would
+/// create a repository in it, and nothing is left there: no FORMAT, no probe.
+/// The same bucket straight through moto takes the same call.
+#[test]
+fn a_store_that_ignores_conditional_writes_gets_no_repository() {
+    let s3 = S3::start("walbucket");
+    let proxy = common::proxy::HeaderStrippingProxy::start(s3.server.port, "If-None-Match");
+    let mut site = s3.site("ignoring");
+    site.env = S3::env_for(&proxy.endpoint());
+    site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
+    let r = site.archive(SEG, "");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ignores conditional writes") && r.stderr.contains(SEG),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    let direct = uxwal::repo::Repository::open_with(&site.location, &s3.store_options()).unwrap();
+    let left: Vec<String> = direct
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert!(left.is_empty(), "nothing is left behind: {left:?}");
+
+    // Straight to moto, which refuses a second create: the repository is made.
+    site.env = s3.env();
+    let r = site.archive(SEG, "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let left: Vec<String> = direct
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert!(left.iter().all(|k| !k.contains("probe")), "{left:?}");
+    assert!(left.iter().any(|k| k == "FORMAT"), "{left:?}");
+}

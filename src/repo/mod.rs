@@ -310,10 +310,13 @@ impl Repository {
         Ok(())
     }
 
-    /// Creates the FORMAT object if the repository is new, else checks it.
+    /// Creates the FORMAT object if the repository is new, else checks it. A
+    /// new repository is first probed: the storage must refuse a second create
+    /// of one key ([`Repository::probe_create_refused`]).
     pub fn ensure_format(&self) -> Result<()> {
         match self.check_format() {
             Err(Error::NotARepository { .. }) => {
+                self.probe_create_refused()?;
                 let text = toml::to_string(&FormatFile {
                     format_version: FORMAT_VERSION,
                 })
@@ -325,6 +328,35 @@ impl Repository {
                 }
             }
             other => other,
+        }
+    }
+
+    /// Proves that the storage refuses to create an object that exists
+    /// (`If-None-Match: *` on S3 and Azure, a generation precondition on GCS,
+    /// `link(2)` on a filesystem): everything uxwal promises about never
+    /// overwriting rests on it, and some S3-compatible stores accept the
+    /// header and overwrite anyway. Creates a probe object under `tmp/` twice
+    /// and removes it; a store that accepts the second create is refused.
+    pub fn probe_create_refused(&self) -> Result<()> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let key = format!("tmp/create-probe.{}.{nanos}", std::process::id());
+        let first = self.put_small(&key, "uxwal create probe: first\n");
+        let second = first
+            .as_ref()
+            .ok()
+            .map(|_| self.put_small(&key, "uxwal create probe: second\n"));
+        if let Some((_, Err(e))) = self.delete(std::slice::from_ref(&key)).pop() {
+            tracing::warn!("could not remove the probe object {key}: {e}");
+        }
+        match (first?, second.transpose()?) {
+            // The key is this process's own: a first create answered
+            // "exists" was a retried request that had already succeeded.
+            (_, Some(PutOutcome::AlreadyExists)) => Ok(()),
+            _ => Err(Error::OverwritingStore {
+                location: self.describe(),
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod pg;
 pub mod pitr;
+pub mod proxy;
 pub mod servers;
 
 use std::fs;
