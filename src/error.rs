@@ -56,6 +56,11 @@ pub enum Error {
     },
 
     /// The archive holds the name with different content; nothing was changed.
+    /// The archive's copy of `name` is a well-formed segment of another
+    /// database system than the data directory restoring it.
+    #[error("the archived copy of {name} comes from database system {file}, but this data directory belongs to database system {own}; refusing to restore it (is the repository mixed up or tampered with?)")]
+    ForeignSegment { name: String, file: u64, own: u64 },
+
     #[error("refusing to overwrite {name}: the archive already holds different content (archived sha256 {archived}, this file {new})")]
     Conflict {
         name: String,
@@ -211,6 +216,7 @@ impl Error {
             | Error::WrongCluster { name, .. }
             | Error::WrongSegmentSize { name, .. }
             | Error::Conflict { name, .. }
+            | Error::ForeignSegment { name, .. }
             | Error::Corrupt { name, .. }
             | Error::BadBackupHistory { name, .. }
             | Error::BadTimelineHistory { name, .. } => Some(name),

@@ -154,3 +154,64 @@ fn objects_too_long_for_their_name_are_refused_unread() {
     );
     assert!(site.restored().is_none());
 }
+
+/// Restores `name` as during a point-in-time recovery (`recovery.signal`).
+fn restore_in_pitr(site: &Site, name: &str) -> Ran {
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let ran = site.restore(name, "");
+    fs::remove_file(site.data.join("recovery.signal")).unwrap();
+    ran
+}
+
+/// A well-formed object of another position stored under a segment's name
+/// (a mixed-up or tampered repository: the trailer is right for what it
+/// holds) is refused before PostgreSQL could read it and end recovery there:
+/// during a point-in-time recovery the restore stops it (exit 200), naming
+/// the file and the page address; nothing reaches `pg_wal`.
+#[test]
+fn a_segment_stored_under_another_name_is_refused() {
+    let site = site();
+    site.write_wal(HOSTILE, &segment(HOSTILE, MIB, SYSID, 2));
+    assert_eq!(site.archive(HOSTILE, "").code, 0);
+    fs::remove_file(site.wal(HOSTILE)).unwrap();
+    let other = fs::read(&site.archived(HOSTILE)[0]).unwrap();
+    plant(&site, GOOD, &other);
+    let ran = restore_in_pitr(&site, GOOD);
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(GOOD) && ran.stderr.contains("page address"),
+        "{}",
+        ran.stderr
+    );
+    assert!(site.restored().is_none(), "nothing at the destination");
+    assert_eq!(bytes_in(&site.data.join("pg_wal")), 0, "pg_wal is clean");
+}
+
+/// A segment of another database system than the data directory restoring it
+/// (read from its `global/pg_control`) is refused the same way; the same
+/// segment restores into a data directory of its own system.
+#[test]
+fn a_segment_of_another_database_system_is_refused() {
+    let site = site();
+    fs::create_dir_all(site.data.join("global")).unwrap();
+    let control = |sysid: u64| {
+        let mut bytes = sysid.to_ne_bytes().to_vec();
+        bytes.resize(8192, 0);
+        fs::write(site.data.join("global/pg_control"), bytes).unwrap();
+    };
+    control(SYSID + 1);
+    let ran = restore_in_pitr(&site, GOOD);
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(GOOD)
+            && ran.stderr.contains(&format!("comes from database system {SYSID}")),
+        "{}",
+        ran.stderr
+    );
+    assert!(site.restored().is_none(), "nothing at the destination");
+
+    control(SYSID);
+    let ran = restore_in_pitr(&site, GOOD);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(site.restored().unwrap(), segment(GOOD, MIB, SYSID, 1));
+}

@@ -128,11 +128,17 @@ pub fn run(
     launch: Launcher,
 ) -> Result<RestoreOutcome> {
     let name: WalName = wal_name.parse()?;
+    // The database's own system identifier, when this runs in its data
+    // directory: nothing of another cluster is restored.
+    let data_dir = spool::data_directory();
+    let own = data_dir.as_deref().and_then(system_identifier);
+    let fetch =
+        |name: &WalName| fetch::fetch(&settings.repos, &settings.store, name, dest, policy, own);
     let WalName::Segment(segment) = name else {
-        return fetch::fetch(&settings.repos, &settings.store, &name, dest, policy);
+        return fetch(&name);
     };
-    let Some(spool) = open_spool(settings) else {
-        return fetch::fetch(&settings.repos, &settings.store, &name, dest, policy);
+    let Some(spool) = open_spool(settings, data_dir.as_deref(), own) else {
+        return fetch(&name);
     };
     if spool.take(segment, dest) {
         prefetch_after(&spool, segment, settings, launch);
@@ -146,7 +152,7 @@ pub fn run(
     if started {
         prefetch_after(&spool, segment, settings, launch);
     }
-    let outcome = fetch::fetch(&settings.repos, &settings.store, &name, dest, policy)?;
+    let outcome = fetch(&name)?;
     if outcome == RestoreOutcome::Restored && !started {
         prefetch_after(&spool, segment, settings, launch);
     }
@@ -172,18 +178,15 @@ const SPOOL_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
 /// The spool of the first repository's archive, when prefetch is on and that
 /// archive has an identity. Any problem turns prefetch off for this call; a
 /// refused spool directory says so in one warning line.
-fn open_spool(settings: &Settings) -> Option<Spool> {
+fn open_spool(settings: &Settings, data_dir: Option<&Path>, own: Option<u64>) -> Option<Spool> {
     let depth = settings.prefetch_depth();
     let location = settings.repos.first().filter(|_| depth > 0)?;
-    let data_dir = spool::data_directory();
-    let root = SpoolDir::open_root(&settings.spool_dir, data_dir.as_deref())
+    let root = SpoolDir::open_root(&settings.spool_dir, data_dir)
         .map_err(|e| tracing::warn!("prefetch off: {e}"))
         .ok()?;
-    // The database's own system identifier, when this runs in its data directory:
-    // a cached identity of another cluster (a reused location) is not trusted,
-    // and so no entry of another cluster is ever served (each entry's page
-    // header is checked against the identity).
-    let own = data_dir.as_deref().and_then(system_identifier);
+    // A cached identity of another cluster than the data directory's (a reused
+    // location) is not trusted, and so no entry of another cluster is ever
+    // served (each entry's page header is checked against the identity).
     let cached = Spool::cached_identity(&root, location)
         .filter(|i| own.is_none_or(|own| own == i.system_identifier));
     let identity = match cached {

@@ -3,7 +3,12 @@
 //! destination. Nothing appears there until the content matches its recorded
 //! SHA-256; "not in the archive" is reported only when the repository is really
 //! there (its FORMAT object exists), so an unmounted or empty directory is an
-//! error, never a miss.
+//! error, never a miss. A segment must also be the one its name says: its page
+//! header is checked against the name and size ([`identity::identity_of`]) and,
+//! when the restoring data directory's system identifier is known, against that
+//! too, so a well-formed object of another position or another cluster stored
+//! under the name (a mixed-up or tampered repository) is refused before the
+//! database could read it and end recovery there.
 
 use std::path::Path;
 use std::thread;
@@ -12,7 +17,8 @@ use std::time::Duration;
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
-use crate::repo::Repository;
+use crate::repo::{identity, Repository};
+use crate::wal::header::LONG_HEADER_LEN;
 use crate::wal::name::WalName;
 
 /// The resolved policy.
@@ -37,17 +43,21 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_
 /// Restores `name` to `dest` from the first of `repos` that has it, retrying
 /// transient errors when the policy is to abort. When no repository has it and
 /// one of them failed, the answer is that failure: it might have had the file.
+/// `own_system` is the system identifier of the data directory restoring (from
+/// its `global/pg_control`), when known: a segment of another database system
+/// is refused.
 pub fn fetch(
     repos: &[String],
     store: &StoreOptions,
     name: &WalName,
     dest: &Path,
     policy: ErrorPolicy,
+    own_system: Option<u64>,
 ) -> Result<RestoreOutcome> {
     let mut first_error = None;
     for location in repos {
         let attempt = Repository::open_with(location, store)
-            .and_then(|repo| restore_with_retries(&repo, name, dest, policy));
+            .and_then(|repo| restore_with_retries(&repo, name, dest, policy, own_system));
         match attempt {
             Ok(RestoreOutcome::Restored) => return Ok(RestoreOutcome::Restored),
             Ok(RestoreOutcome::NotInArchive) => {}
@@ -66,10 +76,11 @@ fn restore_with_retries(
     name: &WalName,
     dest: &Path,
     policy: ErrorPolicy,
+    own_system: Option<u64>,
 ) -> Result<RestoreOutcome> {
     let mut attempt = 0;
     loop {
-        match restore_once(repo, name, dest) {
+        match restore_once(repo, name, dest, own_system) {
             Err(e)
                 if policy == ErrorPolicy::Abort
                     && e.is_retryable()
@@ -84,7 +95,12 @@ fn restore_with_retries(
     }
 }
 
-fn restore_once(repo: &Repository, name: &WalName, dest: &Path) -> Result<RestoreOutcome> {
+fn restore_once(
+    repo: &Repository,
+    name: &WalName,
+    dest: &Path,
+    own_system: Option<u64>,
+) -> Result<RestoreOutcome> {
     // The archive's segment size is not known here (reading IDENTITY would cost
     // a round trip per file): a segment's recorded size must be one PostgreSQL
     // allows, and at most that many bytes are ever written (see `repo::stored`).
@@ -100,6 +116,18 @@ fn restore_once(repo: &Repository, name: &WalName, dest: &Path) -> Result<Restor
     let size = stored.trailer().size;
     let mut staged = durable::stage_beside(dest).map_err(destination)?;
     stored.copy_to(&mut staged, dest)?;
+    if let WalName::Segment(segment) = name {
+        let head = staged.read_start(LONG_HEADER_LEN).map_err(destination)?;
+        let file = identity::identity_of(&head, *segment, size, None)
+            .map_err(|e| identity::IdentityError::from(e).for_file(name))?;
+        if let Some(own) = own_system.filter(|own| *own != file.system_identifier) {
+            return Err(Error::ForeignSegment {
+                name: name.to_string(),
+                file: file.system_identifier,
+                own,
+            });
+        }
+    }
     staged.publish_replace(dest).map_err(destination)?;
     tracing::debug!("restored {name} ({size} bytes) to {}", dest.display());
     Ok(RestoreOutcome::Restored)
