@@ -25,7 +25,8 @@ Configuration: restore_command = 'uxwal-restore --repo /mnt/wal %f %p'";
 #[command(name = "uxwal-restore", version = crate::VERSION_LINE, after_help = RESTORE_EXIT)]
 #[command(
     long_about = "Restore one WAL file from the archive, verifying it before it appears.\n\n\
-Decompresses, checks the recorded SHA-256 (and the size of segments), writes a temporary file \
+Decompresses, checks the recorded SHA-256 (and the size of segments), checks that a segment's \
+page header matches its name and the data directory's system identifier, writes a temporary file \
 beside DEST_PATH and renames it into place. A file that is not in the archive exits 1 at once."
 )]
 pub struct RestoreCli {
