@@ -117,23 +117,6 @@ impl StagedFile {
         })
     }
 
-    /// Up to the first `n` bytes written so far (fewer when the file is shorter).
-    pub fn read_start(&self, n: usize) -> io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; n];
-        let mut got = 0;
-        while got < n {
-            match self.file.read_at(&mut buf[got..], got as u64) {
-                Ok(0) => break,
-                Ok(k) => got += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(got);
-        Ok(buf)
-    }
-
     /// fsyncs the file and links it to `final_path` without ever replacing an
     /// existing file, then fsyncs the final directory and (in
     /// [`create_dir_all`]) its parent. Both are fsynced whatever the link found:

@@ -204,7 +204,9 @@ fn a_segment_of_another_database_system_is_refused() {
     assert_eq!(ran.code, 200, "{}", ran.stderr);
     assert!(
         ran.stderr.contains(GOOD)
-            && ran.stderr.contains(&format!("comes from database system {SYSID}")),
+            && ran
+                .stderr
+                .contains(&format!("comes from database system {SYSID}")),
         "{}",
         ran.stderr
     );
@@ -214,4 +216,39 @@ fn a_segment_of_another_database_system_is_refused() {
     let ran = restore_in_pitr(&site, GOOD);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(site.restored().unwrap(), segment(GOOD, MIB, SYSID, 1));
+}
+
+/// An object whose trailer claims a larger segment size (64 MiB, which
+/// PostgreSQL allows) than its page header says (1 MiB), with a correct
+/// SHA-256 for what it holds: refused once the header is decoded, so no more
+/// than the header reaches `pg_wal`. Under a 1 MiB file-size limit a restore
+/// that wrote the claimed size would be killed by SIGXFSZ instead.
+#[test]
+fn a_trailer_claiming_more_than_the_page_header_writes_no_more_than_the_header() {
+    use sha2::{Digest, Sha256};
+    let site = site();
+    let claimed = 64 * MIB;
+    let mut content = segment(HOSTILE, MIB, SYSID, 3);
+    content.resize(claimed as usize, 0);
+    let trailer = Trailer {
+        sha256: Sha256::digest(&content).into(),
+        size: claimed,
+    };
+    let mut encoder = Encoder::new(Vec::new(), Compression::Zstd, 1).unwrap();
+    encoder.write_all(&content).unwrap();
+    plant(&site, HOSTILE, &encoder.finish(&trailer).unwrap());
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let ran = site.sh(
+        &format!("prlimit --fsize={MIB} \"$RESTORE\" --repo \"$REPO\" %f %p"),
+        "pg_wal/RECOVERYXLOG",
+        HOSTILE,
+    );
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(HOSTILE) && ran.stderr.contains("segments are 1048576 bytes"),
+        "{}",
+        ran.stderr
+    );
+    assert!(site.restored().is_none());
+    assert_eq!(bytes_in(&site.data.join("pg_wal")), 0);
 }

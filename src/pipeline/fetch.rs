@@ -10,6 +10,7 @@
 //! under the name (a mixed-up or tampered repository) is refused before the
 //! database could read it and end recovery there.
 
+use std::io::{self, Write};
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{identity, Repository};
 use crate::wal::header::LONG_HEADER_LEN;
-use crate::wal::name::WalName;
+use crate::wal::name::{SegmentName, WalName};
 
 /// The resolved policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,60 @@ fn restore_with_retries(
     }
 }
 
+/// A restored segment's page header must match its name and size and, when
+/// known, the data directory's system identifier.
+fn check_header(
+    head: &[u8],
+    name: &WalName,
+    segment: SegmentName,
+    size: u64,
+    own_system: Option<u64>,
+) -> Result<()> {
+    let file = identity::identity_of(head, segment, size, None)
+        .map_err(|e| identity::IdentityError::from(e).for_file(name))?;
+    match own_system {
+        Some(own) if own != file.system_identifier => Err(Error::ForeignSegment {
+            name: name.to_string(),
+            file: file.system_identifier,
+            own,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Passes a segment through to `out` once its first [`LONG_HEADER_LEN`]
+/// bytes, the long page header, have passed `check`; a refused header is kept
+/// in `refused` and ends the copy.
+struct HeaderGate<'a, W: Write> {
+    out: W,
+    head: Vec<u8>,
+    check: &'a dyn Fn(&[u8]) -> Result<()>,
+    refused: Option<Error>,
+}
+
+impl<W: Write> Write for HeaderGate<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let missing = LONG_HEADER_LEN - self.head.len();
+        if missing == 0 {
+            return self.out.write(buf);
+        }
+        let take = missing.min(buf.len());
+        self.head.extend_from_slice(&buf[..take]);
+        if self.head.len() == LONG_HEADER_LEN {
+            if let Err(e) = (self.check)(&self.head) {
+                self.refused = Some(e);
+                return Err(io::Error::other("page header refused"));
+            }
+            self.out.write_all(&self.head)?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 fn restore_once(
     repo: &Repository,
     name: &WalName,
@@ -115,18 +170,28 @@ fn restore_once(
     };
     let size = stored.trailer().size;
     let mut staged = durable::stage_beside(dest).map_err(destination)?;
-    stored.copy_to(&mut staged, dest)?;
-    if let WalName::Segment(segment) = name {
-        let head = staged.read_start(LONG_HEADER_LEN).map_err(destination)?;
-        let file = identity::identity_of(&head, *segment, size, None)
-            .map_err(|e| identity::IdentityError::from(e).for_file(name))?;
-        if let Some(own) = own_system.filter(|own| *own != file.system_identifier) {
-            return Err(Error::ForeignSegment {
-                name: name.to_string(),
-                file: file.system_identifier,
-                own,
-            });
+    match name {
+        WalName::Segment(segment) => {
+            // The page header is checked as soon as it is decoded, so a hostile
+            // object whose trailer claims a larger segment size than its header
+            // gets no further than 40 bytes into pg_wal.
+            let check = |head: &[u8]| check_header(head, name, *segment, size, own_system);
+            let mut gate = HeaderGate {
+                out: &mut staged,
+                head: Vec::with_capacity(LONG_HEADER_LEN),
+                check: &check,
+                refused: None,
+            };
+            let copied = stored.copy_to(&mut gate, dest);
+            if let Some(refused) = gate.refused.take() {
+                return Err(refused);
+            }
+            copied?;
+            if gate.head.len() < LONG_HEADER_LEN {
+                check(&gate.head)?;
+            }
         }
+        _ => stored.copy_to(&mut staged, dest)?,
     }
     staged.publish_replace(dest).map_err(destination)?;
     tracing::debug!("restored {name} ({size} bytes) to {}", dest.display());
