@@ -38,19 +38,21 @@ fn plant(site: &Site, name: &str, body: &[u8]) {
     fs::write(path, body).unwrap();
 }
 
-/// A decompression bomb: 64 copies of one compressed frame of 64 MiB of zeros
+/// A decompression bomb: the first page of a 16 MiB segment (so that its page
+/// header passes), then 64 copies of one compressed frame of 64 MiB of zeros
 /// (4 GiB decoded), then a trailer that claims a 16 MiB segment.
 fn bomb(codec: Compression) -> Vec<u8> {
-    let zeros = vec![0u8; 64 << 20];
-    let frame = match codec {
+    let compress = |data: &[u8]| match codec {
         Compression::Gzip => {
             let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            g.write_all(&zeros).unwrap();
+            g.write_all(data).unwrap();
             g.finish().unwrap()
         }
-        _ => zstd::stream::encode_all(&zeros[..], 3).unwrap(),
+        _ => zstd::stream::encode_all(data, 3).unwrap(),
     };
-    let mut body = frame.repeat(64);
+    let first_page = &segment(HOSTILE, CLAIMED, SYSID, 5)[..8192];
+    let mut body = compress(first_page);
+    body.extend(compress(&vec![0u8; 64 << 20]).repeat(64));
     // An empty stream of the same codec carries the trailer.
     let trailer = Trailer {
         sha256: [0x5A; 32],
