@@ -203,14 +203,52 @@ pub fn restorability(
     // The backup needs at least the WAL up to its stop location.
     let stop = backup.stop.0.saturating_sub(1) / segment_size;
     let end = end.unwrap_or(stop).max(stop).max(start);
-    for segno in start..=end {
-        let tli = serving_timeline(&path, segno, segment_size);
-        if !archived.has_full(tli, segno) {
-            r.missing += 1;
-            if r.first_missing.is_none() {
-                r.first_missing = Some(SegmentName::from_segment_number(tli, segno, segment_size));
-            }
+    // Each timeline serves the segments from its first one to its child's
+    // first one. The present segments are walked, not the whole range: a
+    // hostile .backup or .history file (or an object named at the end of the
+    // LSN space) can make the range 2^44 segments long.
+    for (i, s) in path.iter().enumerate() {
+        let from = if i == 0 {
+            0
+        } else {
+            s.begin.segment(segment_size)
+        };
+        let until = path.get(i + 1).map(|n| n.begin.segment(segment_size));
+        let lo = from.max(start);
+        let hi = match until {
+            Some(0) => continue,
+            Some(u) => (u - 1).min(end),
+            None => end,
+        };
+        if lo > hi {
+            continue;
         }
+        let mut next = lo;
+        let mut present = 0u64;
+        for &p in archived
+            .full
+            .get(&s.timeline)
+            .into_iter()
+            .flat_map(|set| set.range(lo..=hi))
+        {
+            if p > next && r.first_missing.is_none() {
+                r.first_missing = Some(SegmentName::from_segment_number(
+                    s.timeline,
+                    next,
+                    segment_size,
+                ));
+            }
+            present += 1;
+            next = p + 1;
+        }
+        if next <= hi && r.first_missing.is_none() {
+            r.first_missing = Some(SegmentName::from_segment_number(
+                s.timeline,
+                next,
+                segment_size,
+            ));
+        }
+        r.missing += (hi - lo + 1) - present;
     }
     r.end = Some(SegmentName::from_segment_number(
         serving_timeline(&path, end, segment_size),
@@ -320,10 +358,22 @@ mod tests {
         // A backup taken on timeline 1 after timeline 2 forked off cannot reach 3.
         let late = BackupLabel {
             start: lsn("0/6000028"),
-            ..backup
+            ..backup.clone()
         };
         assert!(restorability(&tree, &complete, SZ, &late, 3)
             .reason
             .is_some());
+        // A stop position at the end of the LSN space (a hostile .backup file)
+        // is counted, not walked: 2^40 segments missing, answered at once.
+        let hostile = BackupLabel {
+            stop: Lsn(u64::MAX),
+            ..backup
+        };
+        let r = restorability(&tree, &complete, SZ, &hostile, 3);
+        assert_eq!(
+            r.first_missing.unwrap().to_string(),
+            "00000003000000000000000A"
+        );
+        assert_eq!(r.missing, u64::MAX / SZ - 9);
     }
 }
