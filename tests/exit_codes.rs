@@ -75,10 +75,11 @@ fn strace_works() -> bool {
 
 /// A thread that cannot be started (clone3 fails with EAGAIN, as under a
 /// process limit) while a segment is restored during a point-in-time
-/// recovery: whether uxwal reports it as an error or it panics, the exit is
-/// the abort status, never "not found", and nothing reaches the destination.
+/// recovery: the SHA-256 is then computed on the calling thread, and the
+/// segment is restored, byte for byte, exit 0 (issue 13: before, the failed
+/// spawn panicked and the panic exited 101, "not found").
 #[test]
-fn a_restore_that_cannot_start_a_thread_stops_recovery_instead_of_ending_it() {
+fn a_restore_that_cannot_start_a_thread_still_restores() {
     assert!(
         strace_works(),
         "this test injects faults with strace (scripts/install-deps installs it)"
@@ -88,25 +89,55 @@ fn a_restore_that_cannot_start_a_thread_stops_recovery_instead_of_ending_it() {
     let ran = site.archive(SEGMENT, "--compress zstd");
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let ran = site.sh(
-        "strace -f -qq -o /dev/null -e inject=clone3:error=EAGAIN \"$RESTORE\" --repo \"$REPO\" --prefetch 0 %f %p",
+        "strace -f -qq -o /dev/null -e inject=clone3:error=EAGAIN -e inject=clone:error=EAGAIN \"$RESTORE\" --repo \"$REPO\" --prefetch 0 %f %p",
         "pg_wal/RECOVERYXLOG",
         SEGMENT,
     );
-    assert_eq!(ran.code, 200, "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("stopping recovery") || ran.stderr.contains("internal error"),
-        "{}",
-        ran.stderr
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        site.restored().unwrap(),
+        segment(SEGMENT, 16 * MIB, SYSID, 1)
     );
-    assert!(
-        ran.stderr.contains(SEGMENT),
-        "names the file: {}",
-        ran.stderr
-    );
-    assert!(site.restored().is_none());
     assert!(
         site.staging_files().is_empty(),
         "{:?}",
         site.staging_files()
+    );
+}
+
+/// The panic hook itself: this test runs its own binary again with
+/// `UXWAL_PANIC_HOOK_CHILD` set, and the child installs uxwal's hook with a
+/// restore's abort status and panics on a second thread (as a bug in a
+/// worker thread would). The whole process must exit with that status, never
+/// 101 ("not found" to the database), after one line naming the program and
+/// the WAL file.
+#[test]
+fn a_panic_exits_with_the_status_the_hook_was_given() {
+    if std::env::var_os("UXWAL_PANIC_HOOK_CHILD").is_some() {
+        uxwal::exit::exit_on_panic("uxwal-restore", uxwal::exit::ABORT_RECOVERY);
+        uxwal::exit::panic_names(SEGMENT);
+        let _ = std::thread::spawn(|| panic!("a bug\non two lines")).join();
+        unreachable!("the hook exits the process");
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_panic_exits_with_the_status_the_hook_was_given",
+            "--nocapture",
+        ])
+        .env("UXWAL_PANIC_HOOK_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(200), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("uxwal-restore: error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        line.contains(SEGMENT)
+            && line.contains("internal error")
+            && line.contains("a bug on two lines"),
+        "{line}"
     );
 }

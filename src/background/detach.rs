@@ -84,9 +84,13 @@ pub fn run_until_stopped<T: Send + 'static>(
 ) -> crate::error::Result<T> {
     crate::signals::install();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
+    std::thread::Builder::new()
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| {
+            crate::error::Error::Internal(format!("{what}: cannot start its thread: {e}"))
+        })?;
     loop {
         if crate::signals::stop_requested() {
             return Ok(stopped);

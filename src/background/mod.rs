@@ -29,3 +29,21 @@ pub enum WorkerJob<'a> {
 /// Turns a job and the descriptor of the worker lock it inherits into the
 /// worker's command line (after the program name).
 pub type Launcher = fn(&WorkerJob<'_>, RawFd) -> Vec<OsString>;
+
+/// Runs `work` on up to `n` threads at once and returns when all are done; on
+/// the calling thread alone when no thread can be started (a process limit),
+/// so that a worker slows down instead of failing.
+pub(crate) fn on_threads(n: usize, work: impl Fn() + Sync) {
+    std::thread::scope(|scope| {
+        let started = (0..n)
+            .take_while(|_| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, &work)
+                    .is_ok()
+            })
+            .count();
+        if started == 0 && n > 0 {
+            work();
+        }
+    });
+}

@@ -581,29 +581,25 @@ fn fill_window(spool: &Spool, job: &Job, end: &mut Option<SegmentName>) -> Resul
     });
     let failed = AtomicBool::new(false);
     let first_error = std::sync::Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..WORKER_FETCHES {
-            scope.spawn(|| loop {
-                if signals::stop_requested() || failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Some(segment) = lock(&picker).next(spool) else {
-                    return;
-                };
-                let fetched = fetch_one(spool, job, segment);
-                let mut picker = lock(&picker);
-                picker.in_flight.remove(&segment);
-                match fetched {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        picker.end = Some(picker.end.map_or(segment, |end| end.min(segment)));
-                    }
-                    Err(e) => {
-                        failed.store(true, Ordering::SeqCst);
-                        lock(&first_error).get_or_insert(e);
-                    }
-                }
-            });
+    super::on_threads(WORKER_FETCHES, || loop {
+        if signals::stop_requested() || failed.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(segment) = lock(&picker).next(spool) else {
+            return;
+        };
+        let fetched = fetch_one(spool, job, segment);
+        let mut picker = lock(&picker);
+        picker.in_flight.remove(&segment);
+        match fetched {
+            Ok(true) => {}
+            Ok(false) => {
+                picker.end = Some(picker.end.map_or(segment, |end| end.min(segment)));
+            }
+            Err(e) => {
+                failed.store(true, Ordering::SeqCst);
+                lock(&first_error).get_or_insert(e);
+            }
         }
     });
     *end = lock(&picker).end;

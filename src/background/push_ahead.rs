@@ -158,23 +158,19 @@ fn push_ready(
     let names = spool.unclaimed();
     let next = AtomicUsize::new(0);
     let claimed = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(names.len()) {
-            scope.spawn(|| loop {
-                if signals::stop_requested() {
-                    return;
-                }
-                let Some(name) = names.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                    return;
-                };
-                // Held until the push is recorded or has failed.
-                let Some(_lock) = spool.claim_new(name) else {
-                    continue;
-                };
-                claimed.fetch_add(1, Ordering::SeqCst);
-                push_one(spool, name, settings, checked);
-            });
+    super::on_threads(threads.min(names.len()), || loop {
+        if signals::stop_requested() {
+            return;
         }
+        let Some(name) = names.get(next.fetch_add(1, Ordering::SeqCst)) else {
+            return;
+        };
+        // Held until the push is recorded or has failed.
+        let Some(_lock) = spool.claim_new(name) else {
+            continue;
+        };
+        claimed.fetch_add(1, Ordering::SeqCst);
+        push_one(spool, name, settings, checked);
     });
     claimed.into_inner()
 }
@@ -406,9 +402,13 @@ impl Spool {
         let (tx, rx) = mpsc::channel();
         // A blocking lock cannot be given up on, so it waits on a thread of its
         // own, which simply ends with the process when the wait is abandoned.
-        std::thread::spawn(move || {
+        let waiting = std::thread::Builder::new().spawn(move || {
             let _ = tx.send(lock.lock().map(|()| lock));
         });
+        if let Err(e) = waiting {
+            tracing::warn!("{name}: cannot wait for its push ahead (no thread: {e})");
+            return None;
+        }
         let until = Instant::now() + limit;
         while !signals::stop_requested() {
             let left = until.saturating_duration_since(Instant::now());
@@ -564,12 +564,17 @@ fn check_entry(
     }
     // The local hash is CPU and the repository checks are round trips: overlap them.
     std::thread::scope(|scope| {
-        let hashed = scope.spawn(|| hash_file(wal_path));
+        let hashing = std::thread::Builder::new().spawn_scoped(scope, || hash_file(wal_path));
         let stored = check_repositories(entry, name, repos, settings);
-        let (size, sha256) = hashed
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
-            .map_err(|e| format!("cannot read {}: {e}", wal_path.display()))?;
+        // Without a thread to be had, hashed here after the checks.
+        let hashed = match hashing {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("hashing thread failed"))),
+            Err(_) => hash_file(wal_path),
+        };
+        let (size, sha256) =
+            hashed.map_err(|e| format!("cannot read {}: {e}", wal_path.display()))?;
         if size != entry.size || hex(&sha256) != entry.sha256 {
             return Err("the file changed since it was pushed ahead".into());
         }
@@ -594,9 +599,12 @@ fn check_repositories(
             .iter()
             .map(|location| {
                 let key = &key;
-                scope.spawn(move || {
-                    Repository::open_with(location, &settings.store).and_then(|r| r.stat(key))
-                })
+                // Without a thread to be had, the stat is made below instead.
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || {
+                        Repository::open_with(location, &settings.store).and_then(|r| r.stat(key))
+                    })
+                    .ok()
             })
             .collect();
         for (repo, record) in repos.iter().zip(&entry.repos) {
@@ -614,10 +622,13 @@ fn check_repositories(
             }
         }
         for ((stat, repo), record) in stats.into_iter().zip(repos).zip(&entry.repos) {
-            let stored = stat
-                .join()
-                .map_err(|_| "the checking thread panicked".to_string())?
-                .map_err(|e| e.to_string())?;
+            let stored = match stat {
+                Some(stat) => stat
+                    .join()
+                    .map_err(|_| "the checking thread failed".to_string())?,
+                None => repo.stat(&key),
+            }
+            .map_err(|e| e.to_string())?;
             if stored != Some(record.stored_size) {
                 return Err(format!(
                     "repository {} no longer holds what was pushed ahead",

@@ -33,15 +33,26 @@ pub fn hash_alongside<E>(
     std::thread::scope(|scope| {
         let (to_hasher, chunks) = mpsc::sync_channel::<Arc<Vec<u8>>>(4);
         let (give_back, returned) = mpsc::channel::<Arc<Vec<u8>>>();
-        let hasher = scope.spawn(move || {
-            let mut h = Sha256::new();
-            for chunk in chunks {
-                h.update(chunk.as_slice());
-                // The reader may reuse the buffer once it has dropped its own handle too.
-                let _ = give_back.send(chunk);
+        let spawned = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn_scoped(scope, move || {
+                let mut h = Sha256::new();
+                for chunk in chunks {
+                    h.update(chunk.as_slice());
+                    // The reader may reuse the buffer once it has dropped its own handle too.
+                    let _ = give_back.send(chunk);
+                }
+                <[u8; 32]>::from(h.finalize())
+            });
+        // No thread to be had (a process limit): the same pass on this thread,
+        // slower but with the same result.
+        let hasher = match spawned {
+            Ok(hasher) => hasher,
+            Err(e) => {
+                tracing::debug!("hashing on the calling thread: cannot start one ({e})");
+                return hash_inline(source, first, consume);
             }
-            <[u8; 32]>::from(h.finalize())
-        });
+        };
         let mut total = 0u64;
         let mut pending = (!first.is_empty()).then_some(first);
         let outcome = loop {
@@ -74,9 +85,35 @@ pub fn hash_alongside<E>(
             }
         };
         drop(to_hasher);
-        let sha = hasher.join().expect("hashing thread does not panic");
+        let sha = hasher
+            .join()
+            .map_err(|_| PumpError::Read(io::Error::other("hashing thread failed")))?;
         outcome.map(|()| (sha, total))
     })
+}
+
+/// [`hash_alongside`] on the calling thread alone.
+fn hash_inline<E>(
+    source: &mut dyn Read,
+    first: Vec<u8>,
+    consume: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+) -> Result<([u8; 32], u64), PumpError<E>> {
+    let mut h = Sha256::new();
+    let mut total = first.len() as u64;
+    if !first.is_empty() {
+        h.update(&first);
+        consume(&first).map_err(PumpError::Consume)?;
+    }
+    let mut block = vec![0u8; CHUNK];
+    loop {
+        let n = read_full(source, &mut block).map_err(PumpError::Read)?;
+        let Some(chunk) = block.get(..n).filter(|c| !c.is_empty()) else {
+            return Ok((h.finalize().into(), total));
+        };
+        h.update(chunk);
+        consume(chunk).map_err(PumpError::Consume)?;
+        total += n as u64;
+    }
 }
 
 /// The SHA-256 and length of everything `source` yields.
@@ -117,6 +154,21 @@ mod tests {
             let mut rest = &data[split..];
             let mut seen = Vec::new();
             let (sha, n) = hash_alongside::<()>(&mut rest, data[..split].to_vec(), &mut |c| {
+                seen.extend_from_slice(c);
+                Ok(())
+            })
+            .unwrap();
+            prop_assert_eq!(n, data.len() as u64);
+            prop_assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&data)));
+            prop_assert_eq!(seen, data);
+        }
+
+        #[test]
+        fn the_one_thread_pass_gives_the_same_answer(data in proptest::collection::vec(any::<u8>(), 0..3 * CHUNK), head in any::<prop::sample::Index>()) {
+            let split = head.index(data.len() + 1);
+            let mut rest = &data[split..];
+            let mut seen = Vec::new();
+            let (sha, n) = hash_inline::<()>(&mut rest, data[..split].to_vec(), &mut |c| {
                 seen.extend_from_slice(c);
                 Ok(())
             })

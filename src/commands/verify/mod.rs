@@ -142,25 +142,33 @@ fn pool<R: Send>(
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::sync_channel::<(usize, R)>(workers * 2);
     std::thread::scope(|s| {
+        // As many workers as threads can be had (at least one is needed).
         let handles: Vec<_> = (0..workers)
-            .map(|_| {
+            .map_while(|_| {
                 let tx = tx.clone();
                 let next = &next;
-                s.spawn(move || -> Result<()> {
-                    let repo = open()?;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else {
-                            return Ok(());
-                        };
-                        if tx.send((i, work(&repo, job))).is_err() {
-                            return Ok(());
+                std::thread::Builder::new()
+                    .spawn_scoped(s, move || -> Result<()> {
+                        let repo = open()?;
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(job) = jobs.get(i) else {
+                                return Ok(());
+                            };
+                            if tx.send((i, work(&repo, job))).is_err() {
+                                return Ok(());
+                            }
                         }
-                    }
-                })
+                    })
+                    .ok()
             })
             .collect();
         drop(tx);
+        if handles.is_empty() {
+            return Err(Error::Internal(
+                "cannot start a verify worker thread".into(),
+            ));
+        }
         for (i, r) in rx {
             if let Some(job) = jobs.get(i) {
                 done(job, r);
