@@ -315,3 +315,122 @@ fn pitr_with_16mib_segments() {
 fn pitr_with_1mib_segments() {
     archive_then_restore_to_named_point(1);
 }
+
+/// Lines in `cluster`'s server log that say an archive call found the file
+/// already archived with identical content.
+fn identical_duplicates(cluster: &Cluster) -> usize {
+    cluster
+        .log_tail(1_000_000)
+        .lines()
+        .filter(|l| l.contains("is already archived with identical content"))
+        .count()
+}
+
+/// Issue 13: a standby with `archive_mode = always` archives every segment it
+/// receives into its primary's repository, so each segment is archived twice,
+/// by two servers, in either order. On PostgreSQL 15 the two copies are the
+/// same bytes: every second call finds an identical duplicate (exit 0), and no
+/// attempt fails on either server, through WAL switches, a checkpoint and the
+/// standby's promotion (after which the old primary goes on archiving its
+/// timeline next to the standby's `.partial` and new timeline). A real
+/// difference under an archived name is refused (exit 1, nothing changed):
+/// `tests/archive_restore.rs` shows that for every repository kind.
+#[test]
+fn a_standby_with_archive_mode_always_archives_into_the_same_repository() {
+    let (_keep, repo) = shared_repo("uxwal-always.");
+    let verbose = |cluster: &Cluster| {
+        let command = cluster.archive_command().replace(" %p %f", " -v %p %f");
+        cluster.append_conf(&format!("archive_command = '{command}'"));
+    };
+    let mut primary = Cluster::init(
+        "alwaysprimary",
+        &common::pg::InitOptions {
+            wal_segsize_mb: 1,
+            archive: true,
+            repo: Some(repo.clone()),
+        },
+    );
+    verbose(&primary);
+    primary.start();
+    primary.psql("create table uxwal_marker (label text)");
+    let backups = common::pg::pg_tempdir("uxwal-always-backup.");
+    let backup = backups.path().join("base");
+    primary.base_backup(&backup);
+
+    let mut standby = Cluster::from_backup(
+        "alwaysstandby",
+        &backup,
+        &RestoreOptions {
+            repo: repo.clone(),
+            recovery: Recovery::Standby {
+                primary_conninfo: Some(primary.conninfo()),
+                target_timeline: None,
+            },
+            archive: true,
+        },
+    );
+    standby.append_conf("archive_mode = always");
+    verbose(&standby);
+    standby.start();
+
+    let mut switched = Vec::new();
+    for i in 0..6 {
+        primary.psql(&format!(
+            "insert into uxwal_marker select 'row{i}-' || g from generate_series(1, 5000) g"
+        ));
+        if i == 3 {
+            primary.psql("checkpoint");
+        }
+        switched.push(primary.switch_wal());
+    }
+    let last = switched.last().unwrap().clone();
+    let primary_lsn = primary.psql("select pg_current_wal_insert_lsn()");
+    standby.wait_for(
+        &format!("select pg_last_wal_replay_lsn() >= '{primary_lsn}'::pg_lsn"),
+        "t",
+    );
+    primary.wait_for_archived(&last);
+    standby.wait_for_archived(&last);
+    assert_eq!(primary.archive_failures(), 0, "primary archive failures");
+    assert_eq!(standby.archive_failures(), 0, "standby archive failures");
+    let duplicates = identical_duplicates(&primary) + identical_duplicates(&standby);
+    eprintln!(
+        "{} segments switched; identical duplicates: primary {}, standby {}",
+        switched.len(),
+        identical_duplicates(&primary),
+        identical_duplicates(&standby)
+    );
+    assert!(
+        duplicates >= switched.len(),
+        "every switched segment archived twice, the second time as an identical duplicate: \
+         {duplicates} duplicates for {switched:?}\nprimary:\n{}\nstandby:\n{}",
+        primary.log_tail(40),
+        standby.log_tail(40)
+    );
+
+    // Promoted, the standby archives its new timeline and the .partial of the
+    // timeline-1 segment it was on; the old primary goes on with timeline 1.
+    let streamed_segment = primary.psql("select pg_walfile_name(pg_current_wal_insert_lsn())");
+    standby.promote();
+    let timeline = standby.current_timeline();
+    assert_eq!(timeline, 2);
+    wait_for_file_in_repo(&repo, "00000002.history");
+    wait_for_file_in_repo(&repo, &format!("{streamed_segment}.partial"));
+    standby.psql("insert into uxwal_marker values ('standby_promoted')");
+    let last_standby = standby.switch_wal();
+    standby.wait_for_archived(&last_standby);
+    primary.psql("insert into uxwal_marker values ('primary_after_promotion')");
+    let last_primary = primary.switch_wal();
+    primary.wait_for_archived(&last_primary);
+    assert_eq!(primary.archive_failures(), 0, "primary archive failures");
+    assert_eq!(standby.archive_failures(), 0, "standby archive failures");
+    standby.stop();
+    primary.stop();
+
+    let (code, report) = verify(&repo);
+    assert_eq!(
+        code,
+        Some(0),
+        "uxwal-verify on the shared archive:\n{report}"
+    );
+}
