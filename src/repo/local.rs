@@ -49,6 +49,10 @@ impl Backend for LocalDirectory {
         self.root.display().to_string()
     }
 
+    fn create_refusal_is_local(&self) -> bool {
+        true
+    }
+
     fn stage(&self, key: &str) -> io::Result<Box<dyn Staged>> {
         let target = self.root.join(key);
         let name = target

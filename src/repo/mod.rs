@@ -35,6 +35,10 @@ use crate::wal::name::WalName;
 /// The repository layout version this uxwal writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &str = "FORMAT";
+/// Where [`Repository::probe_create_refused`] puts its probe objects.
+const PROBE_PREFIX: &str = "tmp/create-probe.";
+/// Age at which a probe object is a killed run's leftover.
+const PROBE_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 const IDENTITY_KEY: &str = "IDENTITY";
 /// `FORMAT` and `IDENTITY` are a few lines of TOML; a longer object is not one.
 const MAX_METADATA: u64 = 64 * 1024;
@@ -107,6 +111,13 @@ pub trait Backend {
     /// Deletes `keys` (in the given order where the storage allows), returning one
     /// result per key; deleting an absent key succeeds.
     fn delete(&self, keys: &[String]) -> Vec<io::Result<()>>;
+    /// Whether a create that must not replace is this backend's own doing
+    /// (`link(2)` on a filesystem) rather than a request the storage may
+    /// ignore: then a new repository needs no probe
+    /// ([`Repository::probe_create_refused`]).
+    fn create_refusal_is_local(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -332,23 +343,42 @@ impl Repository {
     }
 
     /// Proves that the storage refuses to create an object that exists
-    /// (`If-None-Match: *` on S3 and Azure, a generation precondition on GCS,
-    /// `link(2)` on a filesystem): everything uxwal promises about never
-    /// overwriting rests on it, and some S3-compatible stores accept the
-    /// header and overwrite anyway. Creates a probe object under `tmp/` twice
-    /// and removes it; a store that accepts the second create is refused.
+    /// (`If-None-Match: *` on S3 and Azure, a generation precondition on GCS):
+    /// everything uxwal promises about never overwriting rests on it, and some
+    /// S3-compatible stores accept the header and overwrite anyway. Creates a
+    /// probe object under `tmp/` twice and removes it; a store that accepts the
+    /// second create is refused. A local directory needs no probe: its creates
+    /// are `link(2)`, which never replaces. A probe left by a killed run is
+    /// removed by a later probe once it is an hour old (sooner, it may be a
+    /// concurrent writer's probe in progress).
     pub fn probe_create_refused(&self) -> Result<()> {
-        let nanos = std::time::SystemTime::now()
+        if self.backend.create_refusal_is_local() {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now();
+        let nanos = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let key = format!("tmp/create-probe.{}.{nanos}", std::process::id());
+        let key = format!("{PROBE_PREFIX}{}.{nanos}", std::process::id());
         let first = self.put_small(&key, "uxwal create probe: first\n");
         let second = first
             .as_ref()
             .ok()
             .map(|_| self.put_small(&key, "uxwal create probe: second\n"));
-        if let Some((_, Err(e))) = self.delete(std::slice::from_ref(&key)).pop() {
-            tracing::warn!("could not remove the probe object {key}: {e}");
+        let stale = now.checked_sub(PROBE_STALE_AFTER);
+        let mut remove = vec![key];
+        if let Ok(listed) = self.list(PROBE_PREFIX) {
+            remove.extend(
+                listed
+                    .into_iter()
+                    .filter(|l| l.modified.zip(stale).is_some_and(|(m, s)| m < s))
+                    .map(|l| l.key),
+            );
+        }
+        for (key, result) in self.delete(&remove) {
+            if let Err(e) = result {
+                tracing::warn!("could not remove the probe object {key}: {e}");
+            }
         }
         match (first?, second.transpose()?) {
             // The key is this process's own: a first create answered
