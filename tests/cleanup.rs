@@ -790,18 +790,7 @@ fn standby_archive_cleanup_command_shrinks_the_archive() {
     let before = segments(&repo);
     assert!(before.len() >= 6, "{before:?}");
 
-    let mut standby = Cluster::from_backup(
-        "standby",
-        &backup,
-        &RestoreOptions {
-            repo: repo.clone(),
-            recovery: Recovery::Standby {
-                primary_conninfo: Some(primary.conninfo()),
-                target_timeline: None,
-            },
-            archive: false,
-        },
-    );
+    let mut standby = Cluster::streaming_standby("standby", &backup, &repo, &primary, false);
     let bin = standby.dir().join("bin/uxwal-cleanup");
     fs::copy(CLEANUP, &bin).unwrap();
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();

@@ -357,18 +357,7 @@ fn a_standby_with_archive_mode_always_archives_into_the_same_repository() {
     let backup = backups.path().join("base");
     primary.base_backup(&backup);
 
-    let mut standby = Cluster::from_backup(
-        "alwaysstandby",
-        &backup,
-        &RestoreOptions {
-            repo: repo.clone(),
-            recovery: Recovery::Standby {
-                primary_conninfo: Some(primary.conninfo()),
-                target_timeline: None,
-            },
-            archive: true,
-        },
-    );
+    let mut standby = Cluster::streaming_standby("alwaysstandby", &backup, &repo, &primary, true);
     standby.append_conf("archive_mode = always");
     verbose(&standby);
     standby.start();

@@ -626,6 +626,30 @@ impl Cluster {
         writeln!(file, "{text}").unwrap();
     }
 
+    /// A standby made from `backup` that restores from `repo` and streams from
+    /// `primary` (on the newest timeline), archiving into `repo` when
+    /// `archive` is set. Not started.
+    pub fn streaming_standby(
+        name: &str,
+        backup: &Path,
+        repo: &Path,
+        primary: &Cluster,
+        archive: bool,
+    ) -> Cluster {
+        Cluster::from_backup(
+            name,
+            backup,
+            &RestoreOptions {
+                repo: repo.to_path_buf(),
+                recovery: Recovery::Standby {
+                    primary_conninfo: Some(primary.conninfo()),
+                    target_timeline: None,
+                },
+                archive,
+            },
+        )
+    }
+
     /// A started primary with `wal_segsize_mb` segments, archiving into `repo`.
     pub fn archiving_primary(name: &str, wal_segsize_mb: u32, repo: &Path) -> Cluster {
         let mut primary = Cluster::init(
