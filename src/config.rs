@@ -134,7 +134,9 @@ impl ConfigFile {
         toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+                .map(|span| text.as_bytes()[..span.start.min(text.len())].iter())
+                // Counted in bytes: no `str` slicing to panic, wherever the span points.
+                .map(|before| before.filter(|&&b| b == b'\n').count() + 1);
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             Error::Config(format!("{origin} is invalid{at}: {}", e.message()))
         })
