@@ -118,26 +118,28 @@ impl ConfigFile {
         std::fs::File::open(path)
             .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
             .map_err(cannot)?;
-        if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(Error::Config(format!(
-                "{} is larger than {MAX_FILE_BYTES} bytes: not a uxwal configuration file",
-                path.display()
-            )));
-        }
-        let parsed: ConfigFile = toml::from_str(&text).map_err(|e| {
-            // One line: the server log takes one line per message.
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-            Error::Config(format!(
-                "{} is invalid{at}: {}",
-                path.display(),
-                e.message()
-            ))
-        })?;
+        let parsed = Self::parse_str(&text, &path.display().to_string())?;
         parsed.warn_if_exposed(path);
         Ok(parsed)
+    }
+
+    /// Parses the text of a configuration file; `origin` names it in errors
+    /// (one line each: the server log takes one line per message).
+    pub fn parse_str(text: &str, origin: &str) -> Result<Self> {
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(Error::Config(format!(
+                "{origin} is larger than {MAX_FILE_BYTES} bytes: not a uxwal configuration file"
+            )));
+        }
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text.as_bytes()[..span.start.min(text.len())].iter())
+                // Counted in bytes: no `str` slicing to panic, wherever the span points.
+                .map(|before| before.filter(|&&b| b == b'\n').count() + 1);
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            Error::Config(format!("{origin} is invalid{at}: {}", e.message()))
+        })
     }
 
     /// Warns when the file holds credentials and others than its owner may read it.

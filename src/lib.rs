@@ -90,6 +90,11 @@ pub mod repo;
 mod signals;
 pub mod wal;
 
+// The fuzz targets' entry points (`fuzz/`); in unit tests too, to run the seeds.
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use error::{Error, Result};
 
 /// What `--version` prints after the program name: the release and the archive

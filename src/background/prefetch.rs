@@ -277,14 +277,8 @@ impl Spool {
     /// The page header at the start of `head` must be this archive's (system
     /// identifier, segment size) and `segment`'s (page address).
     fn check_header(&self, head: &[u8], segment: SegmentName) -> Result<(), EntryError> {
-        identity::check_segment(
-            head,
-            segment,
-            self.identity.segment_size,
-            Some(&self.identity),
-        )
-        .map(|_| ())
-        .map_err(|e| EntryError::Damaged(format!("its page header: {e}")))
+        check_entry_header(&self.identity, head, segment)
+            .map_err(|e| EntryError::Damaged(format!("its page header: {e}")))
     }
 
     /// Records `restored` as the wanted position and removes entries it made
@@ -405,7 +399,17 @@ fn entry_trailer(t: &Trailer) -> [u8; ENTRY_TRAILER_LEN] {
     b
 }
 
-fn parse_entry_trailer(b: &[u8; ENTRY_TRAILER_LEN]) -> Option<Trailer> {
+/// The check of [`Spool::check_header`], on its own: the page header at the
+/// start of `head` is that of `segment` in the archive of `identity`.
+pub(crate) fn check_entry_header(
+    identity: &Identity,
+    head: &[u8],
+    segment: SegmentName,
+) -> Result<(), identity::IdentityError> {
+    identity::check_segment(head, segment, identity.segment_size, Some(identity)).map(|_| ())
+}
+
+pub(crate) fn parse_entry_trailer(b: &[u8; ENTRY_TRAILER_LEN]) -> Option<Trailer> {
     (&b[..8] == ENTRY_TAG).then(|| Trailer {
         sha256: b[8..40].try_into().expect("32 bytes"),
         size: u64::from_le_bytes(b[40..].try_into().expect("8 bytes")),

@@ -245,7 +245,7 @@ fn choose(ready: Vec<String>, taken: impl Fn(&WalName) -> bool) -> Vec<WalName> 
 /// A spool entry: what was pushed ahead, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PushedEntry {
+pub(crate) struct PushedEntry {
     name: String,
     /// Size of the local file.
     size: u64,
@@ -296,7 +296,7 @@ impl PushedEntry {
     }
 
     /// Parses an entry for `name`; `None` for anything that is not one.
-    fn parse(text: &str, name: &WalName) -> Option<Self> {
+    pub(crate) fn parse(text: &str, name: &WalName) -> Option<Self> {
         let entry: PushedEntry = toml::from_str(text).ok()?;
         let well_formed = entry.name == name.to_string()
             && entry.sha256.len() == 64

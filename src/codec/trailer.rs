@@ -83,7 +83,13 @@ fn parse_gzip_trailer(b: &[u8]) -> Option<Trailer> {
     let comment = std::str::from_utf8(&b[10..b.len() - 11]).ok()?;
     let rest = comment.strip_prefix(GZIP_COMMENT_PREFIX)?;
     let (sha, size) = rest.split_once(" size=")?;
-    if sha.len() != 64 || size.len() != 16 || b[b.len() - 11] != 0 {
+    // Lower-case hex digits only, as written (`docs/FORMAT.md`): `from_str_radix`
+    // alone would also take a sign ("+f").
+    let lower_hex = |s: &str| s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if sha.len() != 64 || size.len() != 16 || !lower_hex(sha) || !lower_hex(size) {
+        return None;
+    }
+    if b[b.len() - 11] != 0 {
         return None;
     }
     let mut sha256 = [0u8; 32];
@@ -161,5 +167,30 @@ mod tests {
         assert_eq!(parse_gzip_trailer(&gzip_trailer(&t)), Some(t));
         assert_eq!(parse_zstd_trailer(&zstd_trailer(&t)), Some(t));
         assert!(ZSTD_TRAILER_LEN as u64 <= MAX_TRAILER_LEN);
+    }
+
+    #[test]
+    fn a_gzip_trailer_holds_lower_case_hex_digits_only() {
+        let t = Trailer {
+            sha256: [0xAB; 32],
+            size: 16 << 20,
+        };
+        let sha_at = 10 + GZIP_COMMENT_PREFIX.len();
+        let size_at = sha_at + 64 + " size=".len();
+        for (at, byte) in [
+            (sha_at, b'+'),
+            (sha_at, b'A'),
+            (size_at, b'+'),
+            (size_at, b' '),
+        ] {
+            let mut b = gzip_trailer(&t);
+            b[at] = byte;
+            assert_eq!(
+                parse_gzip_trailer(&b),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(&b)
+            );
+        }
     }
 }
