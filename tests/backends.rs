@@ -475,7 +475,7 @@ fn verify_and_cleanup_azure() {
 #[test]
 fn a_store_that_ignores_conditional_writes_gets_no_repository() {
     let s3 = S3::start("walbucket");
-    let proxy = common::proxy::HeaderStrippingProxy::start(s3.server.port, "If-None-Match");
+    let proxy = common::proxy::Proxy::start(s3.server.port, Some("if-none-match"));
     let mut site = s3.site("ignoring");
     site.env = S3::env_for(&proxy.endpoint());
     site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
@@ -508,4 +508,120 @@ fn a_store_that_ignores_conditional_writes_gets_no_repository() {
         .collect();
     assert!(left.iter().all(|k| !k.contains("probe")), "{left:?}");
     assert!(left.iter().any(|k| k == "FORMAT"), "{left:?}");
+}
+
+/// Issue 13: what networks and stores do that emulators do not, from a proxy
+/// in front of moto — a storm of 503s, bodies cut short with the connection
+/// closed (a reset, a truncated download), answers later than the deadline.
+/// Archive exits 0 only with the file stored whole (a clean retry after any
+/// failure succeeds); restore during a point-in-time recovery exits 0 with the
+/// exact bytes or 200, never 1 ("not found"), and nothing partial reaches
+/// `%p`.
+#[test]
+fn s3_faults_from_a_proxy_never_lose_a_file_or_end_a_recovery_early() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s3 = S3::start("walbucket");
+    let proxy = common::proxy::Proxy::start(s3.server.port, None);
+    let mut site = s3.site("faults");
+    site.env = S3::env_for(&proxy.endpoint());
+    let conf = short_deadline(&site, "");
+    let names = ["000000010000000000000003", "000000010000000000000004"];
+    for (i, name) in names.iter().enumerate() {
+        site.write_wal(name, &segment(name, MIB, SYSID, i as u64));
+    }
+    let faults = &proxy.faults;
+    let check_restore = |name: &str, seed: u64, what: &str| {
+        let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+        let r = site.restore(name, &conf);
+        assert!(
+            r.code == 0 || r.code == 200,
+            "{what}: restore exit {} during recovery: {}",
+            r.code,
+            r.stderr
+        );
+        match r.code {
+            0 => assert_eq!(
+                site.restored().unwrap(),
+                segment(name, MIB, SYSID, seed),
+                "{what}"
+            ),
+            _ => assert_eq!(site.restored(), None, "{what}: a file at %p after exit 200"),
+        }
+        r.code
+    };
+    let archive_then_retry = |name: &str, what: &str| {
+        let r = site.archive(name, &conf);
+        faults.fail_requests.store(0, SeqCst);
+        faults.cut_bodies.store(0, SeqCst);
+        faults.delay_ms.store(0, SeqCst);
+        let retry = site.archive(name, &conf);
+        assert_eq!(
+            retry.code, 0,
+            "{what}: the clean retry after exit {}: {}",
+            r.code, retry.stderr
+        );
+        r.code
+    };
+
+    // 503 storms of growing length while archiving: the store's retries ride
+    // out a short one, a long one fails the call; the retry succeeds.
+    let mut storm_codes = Vec::new();
+    for storm in [1, 3, 50] {
+        faults.fail_requests.store(storm, SeqCst);
+        storm_codes.push(archive_then_retry(
+            names[0],
+            &format!("archive, {storm} x 503"),
+        ));
+    }
+    // The name was archived by one of them: every later call found it identical.
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    assert_eq!(check_restore(names[0], 0, "clean restore"), 0);
+
+    // Restore during recovery: 503 storms, cut bodies, a slow store.
+    let mut restore_codes = Vec::new();
+    for storm in [1, 3, 50] {
+        faults.fail_requests.store(storm, SeqCst);
+        restore_codes.push(check_restore(
+            names[0],
+            0,
+            &format!("restore, {storm} x 503"),
+        ));
+        faults.fail_requests.store(0, SeqCst);
+    }
+    for cuts in [1, 2, 10] {
+        faults.cut_bodies.store(cuts, SeqCst);
+        restore_codes.push(check_restore(
+            names[0],
+            0,
+            &format!("restore, {cuts} cut bodies"),
+        ));
+        faults.cut_bodies.store(0, SeqCst);
+    }
+    faults.delay_ms.store(5_000, SeqCst);
+    let slow = check_restore(names[0], 0, "restore from a store slower than the deadline");
+    faults.delay_ms.store(0, SeqCst);
+    assert_eq!(slow, 200, "a store slower than the deadline stops recovery");
+    fs::remove_file(site.data.join("recovery.signal")).unwrap();
+
+    // Archive a new name while bodies are cut (the duplicate check reads the
+    // stored object back) and while the store is slow.
+    let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+    faults.cut_bodies.store(10, SeqCst);
+    storm_codes.push(archive_then_retry(names[1], "archive with cut bodies"));
+    faults.delay_ms.store(5_000, SeqCst);
+    storm_codes.push(archive_then_retry(names[1], "archive to a slow store"));
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    assert_eq!(
+        check_restore(names[1], 1, "restore after the faulted archives"),
+        0
+    );
+    eprintln!(
+        "archive exits {storm_codes:?}, restore exits {restore_codes:?}; the proxy answered {} requests itself and cut {} bodies",
+        faults.failed.load(SeqCst),
+        faults.cut.load(SeqCst)
+    );
+    assert!(
+        faults.failed.load(SeqCst) > 0 && faults.cut.load(SeqCst) > 0,
+        "the faults happened"
+    );
 }
