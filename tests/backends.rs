@@ -579,23 +579,12 @@ fn s3_faults_from_a_proxy_never_lose_a_file_or_end_a_recovery_early() {
 
     // Restore during recovery: 503 storms, cut bodies, a slow store.
     let mut restore_codes = Vec::new();
-    for storm in [1, 3, 50] {
-        faults.fail_requests.store(storm, SeqCst);
-        restore_codes.push(check_restore(
-            names[0],
-            0,
-            &format!("restore, {storm} x 503"),
-        ));
-        faults.fail_requests.store(0, SeqCst);
-    }
-    for cuts in [1, 2, 10] {
-        faults.cut_bodies.store(cuts, SeqCst);
-        restore_codes.push(check_restore(
-            names[0],
-            0,
-            &format!("restore, {cuts} cut bodies"),
-        ));
-        faults.cut_bodies.store(0, SeqCst);
+    let storms = [1, 3, 50].map(|n| (&faults.fail_requests, n, "x 503"));
+    let cuts = [1, 2, 10].map(|n| (&faults.cut_bodies, n, "cut bodies"));
+    for (counter, n, what) in storms.into_iter().chain(cuts) {
+        counter.store(n, SeqCst);
+        restore_codes.push(check_restore(names[0], 0, &format!("restore, {n} {what}")));
+        counter.store(0, SeqCst);
     }
     faults.delay_ms.store(5_000, SeqCst);
     let slow = check_restore(names[0], 0, "restore from a store slower than the deadline");
