@@ -7,6 +7,9 @@
 //! cannot be read (or whose directory cannot be searched): only a file that is
 //! really absent means "no configuration".
 
+// Parses data from outside: no indexing that could panic on it.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -134,7 +137,7 @@ impl ConfigFile {
         toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|span| text.as_bytes()[..span.start.min(text.len())].iter())
+                .map(|span| text.as_bytes().iter().take(span.start))
                 // Counted in bytes: no `str` slicing to panic, wherever the span points.
                 .map(|before| before.filter(|&&b| b == b'\n').count() + 1);
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();

@@ -72,6 +72,11 @@
 //! Exit codes, the contract with the database, live in [`exit`].
 
 // The edge: command lines, configuration, logging and exit codes.
+// Library code never unwraps: outside data (objects, names, files, options)
+// reaches most of it, and a panic must not be what answers hostile input.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod bytes;
 pub mod cli;
 pub mod config;
 pub mod exit;

@@ -18,6 +18,7 @@ use sha2::Digest;
 
 use super::spool::{self, DirWatch, SpoolDir};
 use super::{detach, Launcher, WorkerJob};
+use crate::bytes::array_at;
 use crate::codec::{self, Trailer};
 use crate::durable::{self, StagedAt};
 use crate::error::{Error, Result};
@@ -133,7 +134,7 @@ impl Spool {
             source: e,
         };
         let mut staged = dir.stage(IDENTITY_FILE).map_err(local)?;
-        let text = toml::to_string(identity).expect("serializable");
+        let text = identity.to_toml();
         staged.write_all(text.as_bytes()).map_err(local)?;
         dir.publish(staged, IDENTITY_FILE).map_err(local)
     }
@@ -410,9 +411,12 @@ pub(crate) fn check_entry_header(
 }
 
 pub(crate) fn parse_entry_trailer(b: &[u8; ENTRY_TRAILER_LEN]) -> Option<Trailer> {
-    (&b[..8] == ENTRY_TAG).then(|| Trailer {
-        sha256: b[8..40].try_into().expect("32 bytes"),
-        size: u64::from_le_bytes(b[40..].try_into().expect("8 bytes")),
+    if array_at(b, 0).as_ref() != Some(ENTRY_TAG) {
+        return None;
+    }
+    Some(Trailer {
+        sha256: array_at(b, 8)?,
+        size: u64::from_le_bytes(array_at(b, 40)?),
     })
 }
 

@@ -338,8 +338,12 @@ fn decoder<'a, R: Read + Seek + ?Sized>(
 /// Sorts an error of reading decoded bytes: the storage's own, the bound, or damage.
 fn classify(e: io::Error) -> ReadError {
     if e.get_ref().is_some_and(|inner| inner.is::<SourceError>()) {
-        let inner = e.into_inner().expect("checked").downcast::<SourceError>();
-        return ReadError::Io(inner.expect("checked").0);
+        let kind = e.kind();
+        return match e.into_inner().map(|inner| inner.downcast::<SourceError>()) {
+            Some(Ok(source)) => ReadError::Io(source.0),
+            // Checked just above; kept as the storage's error of the same kind.
+            _ => ReadError::Io(kind.into()),
+        };
     }
     if let Some(TooLong(recorded)) = e.get_ref().and_then(|inner| inner.downcast_ref()) {
         return CodecError::TooLong {

@@ -3,9 +3,13 @@
 //! (`docs/FORMAT.md`). Fixed length per format, so a reader finds it from the
 //! object's length alone, before decompressing anything.
 
+// Parses data from outside: no indexing that could panic on it.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use std::io::{Read, Seek, SeekFrom};
 
 use super::{hex, CodecError, ReadError};
+use crate::bytes::array_at;
 
 /// What the archive recorded about the original file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +50,15 @@ pub(super) fn zstd_trailer(t: &Trailer) -> [u8; ZSTD_TRAILER_LEN] {
 
 fn parse_zstd_trailer(b: &[u8]) -> Option<Trailer> {
     let ok = b.len() == ZSTD_TRAILER_LEN
-        && b[0..4] == SKIPPABLE_MAGIC.to_le_bytes()
-        && b[4..8] == (ZSTD_TRAILER_PAYLOAD as u32).to_le_bytes()
-        && &b[8..16] == TRAILER_TAG;
-    ok.then(|| Trailer {
-        sha256: b[16..48].try_into().expect("32 bytes"),
-        size: u64::from_le_bytes(b[48..56].try_into().expect("8 bytes")),
+        && array_at(b, 0) == Some(SKIPPABLE_MAGIC.to_le_bytes())
+        && array_at(b, 4) == Some((ZSTD_TRAILER_PAYLOAD as u32).to_le_bytes())
+        && array_at(b, 8).as_ref() == Some(TRAILER_TAG);
+    if !ok {
+        return None;
+    }
+    Some(Trailer {
+        sha256: array_at(b, 16)?,
+        size: u64::from_le_bytes(array_at(b, 48)?),
     })
 }
 
@@ -75,21 +82,19 @@ pub(super) fn gzip_trailer(t: &Trailer) -> Vec<u8> {
 fn parse_gzip_trailer(b: &[u8]) -> Option<Trailer> {
     let expected_head = [0x1F, 0x8B, 8, 0x10, 0, 0, 0, 0, 0, 0xFF];
     if b.len() != GZIP_TRAILER_LEN
-        || b[..10] != expected_head
-        || b[b.len() - 10..] != [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        || array_at(b, 0) != Some(expected_head)
+        || array_at(b, GZIP_TRAILER_LEN - 10) != Some([3, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        || b.get(GZIP_TRAILER_LEN - 11) != Some(&0)
     {
         return None;
     }
-    let comment = std::str::from_utf8(&b[10..b.len() - 11]).ok()?;
+    let comment = std::str::from_utf8(b.get(10..GZIP_TRAILER_LEN - 11)?).ok()?;
     let rest = comment.strip_prefix(GZIP_COMMENT_PREFIX)?;
     let (sha, size) = rest.split_once(" size=")?;
     // Lower-case hex digits only, as written (`docs/FORMAT.md`): `from_str_radix`
     // alone would also take a sign ("+f").
     let lower_hex = |s: &str| s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
     if sha.len() != 64 || size.len() != 16 || !lower_hex(sha) || !lower_hex(size) {
-        return None;
-    }
-    if b[b.len() - 11] != 0 {
         return None;
     }
     let mut sha256 = [0u8; 32];
@@ -125,18 +130,18 @@ pub fn read_trailer<R: Read + Seek + ?Sized>(
     r: &mut R,
     len: u64,
 ) -> Result<(StoredFormat, Trailer, u64), ReadError> {
+    if len < 4 {
+        return Err(CodecError::TooShort(len).into());
+    }
     let mut magic = [0u8; 4];
-    let head_len = len.min(4) as usize;
     r.seek(SeekFrom::Start(0))?;
-    r.read_exact(&mut magic[..head_len])?;
+    r.read_exact(&mut magic)?;
     let format = if magic == ZSTD_MAGIC {
         StoredFormat::Zstd
-    } else if magic[..2] == GZIP_MAGIC {
+    } else if magic.starts_with(&GZIP_MAGIC) {
         StoredFormat::Gzip
-    } else if len < 4 {
-        return Err(CodecError::TooShort(len).into());
     } else {
-        return Err(CodecError::UnknownFormat(hex(&magic[..head_len])).into());
+        return Err(CodecError::UnknownFormat(hex(&magic)).into());
     };
     let tlen = format.trailer_len() as u64;
     if len < tlen + 4 {

@@ -27,7 +27,7 @@ pub use identity::Identity;
 use std::io::{self, Read, Seek, Write};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::wal::name::WalName;
@@ -120,7 +120,7 @@ pub trait Backend {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FormatFile {
     format_version: u32,
@@ -328,10 +328,7 @@ impl Repository {
         match self.check_format() {
             Err(Error::NotARepository { .. }) => {
                 self.probe_create_refused()?;
-                let text = toml::to_string(&FormatFile {
-                    format_version: FORMAT_VERSION,
-                })
-                .expect("serializable");
+                let text = format!("format_version = {FORMAT_VERSION}\n");
                 match self.put_small(FORMAT_KEY, &text)? {
                     PutOutcome::Created => Ok(()),
                     // Another writer created it meanwhile: check theirs.
@@ -405,7 +402,7 @@ impl Repository {
 
     /// Records `identity` unless one is recorded already; returns the recorded one.
     pub fn record_identity(&self, identity: &Identity) -> Result<Identity> {
-        let text = toml::to_string(identity).expect("serializable");
+        let text = identity.to_toml();
         match self.put_small(IDENTITY_KEY, &text)? {
             PutOutcome::Created => Ok(*identity),
             PutOutcome::AlreadyExists => self.identity()?.ok_or_else(|| Error::BadMetadata {

@@ -88,7 +88,9 @@ pub fn check_keys(scheme: Scheme, table: &BTreeMap<String, String>) -> Result<()
 
 /// The key prefix inside the bucket or container: the URL's path.
 fn prefix_of(location: &str) -> Result<(String, String)> {
-    let (_, rest) = location.split_once("://").expect("scheme checked");
+    let (_, rest) = location
+        .split_once("://")
+        .ok_or_else(|| Error::UnsupportedLocation(location.to_owned()))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() || bucket.contains('@') {
         return Err(Error::UnsupportedLocation(location.to_owned()));

@@ -6,6 +6,7 @@
 //! rem_len u32, padding, sysid u64 at 24, seg_size u32 at 32, blcksz u32 at 36.
 //! The checks mirror PostgreSQL's `XLogReaderValidatePageHeader`.
 
+use crate::bytes::array_at;
 use crate::wal::name::{is_valid_segment_size, SegmentName};
 
 /// Size of `XLogLongPageHeaderData`.
@@ -73,17 +74,30 @@ impl LongPageHeader {
         if bytes.len() < LONG_HEADER_LEN {
             return Err(HeaderError::TooShort(bytes.len()));
         }
-        let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+        let too_short = || HeaderError::TooShort(bytes.len());
+        let u16_at = |o: usize| {
+            array_at(bytes, o)
+                .map(u16::from_le_bytes)
+                .ok_or_else(too_short)
+        };
+        let u32_at = |o: usize| {
+            array_at(bytes, o)
+                .map(u32::from_le_bytes)
+                .ok_or_else(too_short)
+        };
+        let u64_at = |o: usize| {
+            array_at(bytes, o)
+                .map(u64::from_le_bytes)
+                .ok_or_else(too_short)
+        };
         Ok(LongPageHeader {
-            magic: u16_at(0),
-            info: u16_at(2),
-            timeline: u32_at(4),
-            page_address: u64_at(8),
-            system_identifier: u64_at(24),
-            segment_size: u32_at(32),
-            block_size: u32_at(36),
+            magic: u16_at(0)?,
+            info: u16_at(2)?,
+            timeline: u32_at(4)?,
+            page_address: u64_at(8)?,
+            system_identifier: u64_at(24)?,
+            segment_size: u32_at(32)?,
+            block_size: u32_at(36)?,
         })
     }
 
