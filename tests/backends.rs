@@ -511,20 +511,36 @@ fn a_store_that_ignores_conditional_writes_gets_no_repository() {
 }
 
 /// Issue 13: what networks and stores do that emulators do not, from a proxy
-/// in front of moto — a storm of 503s, bodies cut short with the connection
-/// closed (a reset, a truncated download), answers later than the deadline.
-/// Archive exits 0 only with the file stored whole (a clean retry after any
-/// failure succeeds); restore during a point-in-time recovery exits 0 with the
-/// exact bytes or 200, never 1 ("not found"), and nothing partial reaches
-/// `%p`.
+/// in front of the emulator — a storm of 503s, bodies cut short with the
+/// connection closed (a reset, a truncated download), answers later than the
+/// deadline. Archive exits 0 only with the file stored whole (a clean retry
+/// after any failure succeeds); restore during a point-in-time recovery exits
+/// 0 with the exact bytes or 200, never 1 ("not found"), and nothing partial
+/// reaches `%p`.
 #[test]
 fn s3_faults_from_a_proxy_never_lose_a_file_or_end_a_recovery_early() {
-    use std::sync::atomic::Ordering::SeqCst;
     let s3 = S3::start("walbucket");
     let proxy = common::proxy::Proxy::start(s3.server.port, None);
     let mut site = s3.site("faults");
     site.env = S3::env_for(&proxy.endpoint());
-    let conf = short_deadline(&site, "");
+    faults_from_a_proxy(&site, &proxy);
+}
+
+/// [`s3_faults_from_a_proxy_never_lose_a_file_or_end_a_recovery_early`]
+/// against Azurite.
+#[test]
+fn azure_faults_from_a_proxy_never_lose_a_file_or_end_a_recovery_early() {
+    let az = Azure::start("walcontainer");
+    let proxy = common::proxy::Proxy::start(az.server.port, None);
+    let mut site = Site::new();
+    site.location = az.location("faults");
+    site.env = Azure::env_for(&proxy.endpoint());
+    faults_from_a_proxy(&site, &proxy);
+}
+
+fn faults_from_a_proxy(site: &Site, proxy: &common::proxy::Proxy) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let conf = short_deadline(site, "");
     let names = ["000000010000000000000003", "000000010000000000000004"];
     for (i, name) in names.iter().enumerate() {
         site.write_wal(name, &segment(name, MIB, SYSID, i as u64));

@@ -78,11 +78,25 @@ fn bytes_in(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// What one hostile restore did: its outcome, the most `pg_wal` held while it
+/// ran, and its peak resident memory.
+struct Bounded {
+    ran: Ran,
+    most_bytes: u64,
+    peak_rss: u64,
+}
+
+/// A restore's peak resident memory may not exceed this, whatever the object:
+/// decoding is streamed through fixed buffers, never read whole.
+const MAX_RSS: u64 = 64 * MIB;
+
 /// Runs `restore` of `name` under `--on-error abort` with a file-size limit of
-/// `CLAIMED` bytes, sampling how much `pg_wal` holds while it runs. Returns the
-/// outcome and the most `pg_wal` held.
-fn restore_bounded(site: &Site, name: &str) -> (Ran, u64) {
+/// `fsize` bytes and GNU time recording its peak memory, sampling how much
+/// `pg_wal` holds while it runs. Prints one row of the hostile-input table
+/// (`scripts/test --test hostile_objects -- --nocapture` shows them all).
+fn restore_bounded(site: &Site, name: &str, fsize: u64, what: &str) -> Bounded {
     let pg_wal = site.data.join("pg_wal");
+    let rss_file = site.dir.path().join("rss");
     let done = AtomicBool::new(false);
     let most = AtomicU64::new(0);
     let ran = std::thread::scope(|scope| {
@@ -94,7 +108,8 @@ fn restore_bounded(site: &Site, name: &str) -> (Ran, u64) {
         });
         let ran = site.sh(
             &format!(
-                "prlimit --fsize={CLAIMED} \"$RESTORE\" --repo \"$REPO\" --on-error abort %f %p"
+                "/usr/bin/time -f %M -o {} prlimit --fsize={fsize} \"$RESTORE\" --repo \"$REPO\" --on-error abort %f %p",
+                rss_file.display()
             ),
             "pg_wal/RECOVERYXLOG",
             name,
@@ -102,7 +117,30 @@ fn restore_bounded(site: &Site, name: &str) -> (Ran, u64) {
         done.store(true, Ordering::SeqCst);
         ran
     });
-    (ran, most.into_inner())
+    let kib: u64 = fs::read_to_string(&rss_file)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory from /usr/bin/time: {}", ran.stderr));
+    let bounded = Bounded {
+        ran,
+        most_bytes: most.into_inner(),
+        peak_rss: kib * 1024,
+    };
+    eprintln!(
+        "hostile input | {what} | exit {} | pg_wal peak {} bytes | peak RSS {:.1} MiB | last line: {}",
+        bounded.ran.code,
+        bounded.most_bytes,
+        bounded.peak_rss as f64 / MIB as f64,
+        bounded.ran.stderr.lines().last().unwrap_or_default()
+    );
+    assert!(
+        bounded.peak_rss <= MAX_RSS,
+        "{what}: peak memory {} bytes",
+        bounded.peak_rss
+    );
+    bounded
 }
 
 #[test]
@@ -112,7 +150,16 @@ fn issue_13_a_decompression_bomb_is_corrupt_and_never_fills_pg_wal() {
         let body = bomb(codec);
         assert!(body.len() < 8 << 20, "{codec}: {} bytes", body.len());
         plant(&site, HOSTILE, &body);
-        let (ran, most) = restore_bounded(&site, HOSTILE);
+        let Bounded {
+            ran,
+            most_bytes: most,
+            ..
+        } = restore_bounded(
+            &site,
+            HOSTILE,
+            CLAIMED,
+            &format!("{codec} bomb, 4 GiB decoded"),
+        );
         assert_eq!(ran.code, 200, "{codec}: {}", ran.stderr);
         assert!(
             ran.stderr.contains("damaged")
@@ -140,14 +187,27 @@ fn objects_too_long_for_their_name_are_refused_unread() {
     let site = site();
     // Garbage under a segment name: damaged, and nothing is written.
     plant(&site, HOSTILE, &vec![0x28; 40 << 20]);
-    let (ran, most) = restore_bounded(&site, HOSTILE);
+    let Bounded {
+        ran, most_bytes, ..
+    } = restore_bounded(
+        &site,
+        HOSTILE,
+        CLAIMED,
+        "40 MiB of garbage under a segment name",
+    );
     assert_eq!(ran.code, 200, "{}", ran.stderr);
     assert!(ran.stderr.contains("damaged"), "{}", ran.stderr);
-    assert_eq!(most, 0);
+    assert_eq!(most_bytes, 0);
 
     // 3 MiB under a timeline history name: refused from its length alone.
     plant(&site, "00000002.history", &vec![0x28; 3 << 20]);
-    let (ran, _) = restore_bounded(&site, "00000002.history");
+    let ran = restore_bounded(
+        &site,
+        "00000002.history",
+        CLAIMED,
+        "3 MiB under a history name",
+    )
+    .ran;
     assert_eq!(ran.code, 200, "{}", ran.stderr);
     assert!(
         ran.stderr.contains("more than uxwal stores"),
@@ -178,7 +238,7 @@ fn a_segment_stored_under_another_name_is_refused() {
     fs::remove_file(site.wal(HOSTILE)).unwrap();
     let other = fs::read(&site.archived(HOSTILE)[0]).unwrap();
     plant(&site, GOOD, &other);
-    let ran = restore_in_pitr(&site, GOOD);
+    let ran = restore_bounded(&site, GOOD, CLAIMED, "another position's segment").ran;
     assert_eq!(ran.code, 200, "{}", ran.stderr);
     assert!(
         ran.stderr.contains(GOOD) && ran.stderr.contains("page address"),
@@ -202,7 +262,7 @@ fn a_segment_of_another_database_system_is_refused() {
         fs::write(site.data.join("global/pg_control"), bytes).unwrap();
     };
     control(SYSID + 1);
-    let ran = restore_in_pitr(&site, GOOD);
+    let ran = restore_bounded(&site, GOOD, CLAIMED, "another system's segment").ran;
     assert_eq!(ran.code, 200, "{}", ran.stderr);
     assert!(
         ran.stderr.contains(GOOD)
@@ -239,12 +299,13 @@ fn a_trailer_claiming_more_than_the_page_header_writes_no_more_than_the_header()
     let mut encoder = Encoder::new(Vec::new(), Compression::Zstd, 1).unwrap();
     encoder.write_all(&content).unwrap();
     plant(&site, HOSTILE, &encoder.finish(&trailer).unwrap());
-    fs::write(site.data.join("recovery.signal"), "").unwrap();
-    let ran = site.sh(
-        &format!("prlimit --fsize={MIB} \"$RESTORE\" --repo \"$REPO\" %f %p"),
-        "pg_wal/RECOVERYXLOG",
+    let ran = restore_bounded(
+        &site,
         HOSTILE,
-    );
+        MIB,
+        "a trailer claiming 64 MiB, header 1 MiB",
+    )
+    .ran;
     assert_eq!(ran.code, 200, "{}", ran.stderr);
     assert!(
         ran.stderr.contains(HOSTILE) && ran.stderr.contains("segments are 1048576 bytes"),

@@ -269,16 +269,15 @@ print(urllib.request.urlopen(req).status)
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
-            (
-                "AZURITE_BLOB_STORAGE_URL",
-                format!("http://127.0.0.1:{}", self.server.port),
-            ),
+        Self::env_for(&format!("http://127.0.0.1:{}", self.server.port))
+    }
+
+    /// The environment of an Azurite blob service at `url` (a proxy in front of one).
+    pub fn env_for(url: &str) -> Vec<(String, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR".into(), "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL".into(), url.into()),
         ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
     }
 
     pub fn location(&self, prefix: &str) -> String {
