@@ -76,7 +76,7 @@
 // reaches most of it, and a panic must not be what answers hostile input.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod bytes;
+mod field;
 pub mod cli;
 pub mod config;
 pub mod exit;

@@ -18,7 +18,7 @@ use sha2::Digest;
 
 use super::spool::{self, DirWatch, SpoolDir};
 use super::{detach, Launcher, WorkerJob};
-use crate::bytes::array_at;
+use crate::field::array_at;
 use crate::codec::{self, Trailer};
 use crate::durable::{self, StagedAt};
 use crate::error::{Error, Result};

@@ -9,7 +9,7 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::{hex, CodecError, ReadError};
-use crate::bytes::array_at;
+use crate::field::array_at;
 
 /// What the archive recorded about the original file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! rem_len u32, padding, sysid u64 at 24, seg_size u32 at 32, blcksz u32 at 36.
 //! The checks mirror PostgreSQL's `XLogReaderValidatePageHeader`.
 
-use crate::bytes::array_at;
+use crate::field::array_at;
 use crate::wal::name::{is_valid_segment_size, SegmentName};
 
 /// Size of `XLogLongPageHeaderData`.
