@@ -9,7 +9,7 @@
 //! | edge | [`cli`], [`config`], [`exit`], [`logging`] | command lines, the configuration file, exit codes (the contract with the database), log lines |
 //! | commands | [`commands`] | what `uxwal-archive`, `-restore`, `-cleanup` and `-verify` do |
 //! | data path, workers | [`pipeline`], `background` | ship and fetch one file; push-ahead and prefetch in detached workers |
-//! | core | [`wal`], [`codec`], [`repo`], `durable`, [`error`], `signals` | WAL names and headers, codecs and the trailer, repositories, durable local writes |
+//! | core | [`wal`], [`codec`], [`crypt`], [`repo`], `durable`, [`error`], `signals` | WAL names and headers, codecs and the trailer, encryption at rest, repositories, durable local writes |
 //!
 //! The data path of `uxwal-archive` is: segment file -> [`wal::name`] and
 //! [`wal::header`] validation -> hash and compress in one streaming pass
@@ -76,10 +76,11 @@
 // reaches most of it, and a panic must not be what answers hostile input.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod field;
 pub mod cli;
 pub mod config;
+pub mod crypt;
 pub mod exit;
+mod field;
 pub mod logging;
 
 // What each command decides, and the two layers it uses.

@@ -18,10 +18,10 @@ use sha2::Digest;
 
 use super::spool::{self, DirWatch, SpoolDir};
 use super::{detach, Launcher, WorkerJob};
-use crate::field::array_at;
 use crate::codec::{self, Trailer};
 use crate::durable::{self, StagedAt};
 use crate::error::{Error, Result};
+use crate::field::array_at;
 use crate::repo::remote::StoreOptions;
 use crate::repo::{identity, Identity, Repository};
 use crate::signals;
