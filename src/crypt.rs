@@ -194,6 +194,14 @@ impl Identities {
         Ok(Identities { keys })
     }
 
+    /// One new identity (for the fuzz target, which needs a key to try).
+    #[cfg(any(fuzzing, test))]
+    pub(crate) fn generated() -> Identities {
+        Identities {
+            keys: vec![x25519::Identity::generate()],
+        }
+    }
+
     /// The public keys of these identities.
     pub fn recipients(&self) -> Vec<String> {
         self.keys

@@ -72,6 +72,15 @@ pub enum Error {
     #[error("archived copy of {name} is damaged: {source}")]
     Corrupt { name: String, source: CodecError },
 
+    /// The archived copy is encrypted and none of the configured identities
+    /// (private keys) is one of its recipients.
+    #[error("the archived copy of {name} is encrypted to {}, and no configured identity matches (identities for: {}); add the matching identity_file", list(.recipients), list(.have))]
+    NoIdentity {
+        name: String,
+        recipients: Vec<String>,
+        have: Vec<String>,
+    },
+
     /// The repository location exists but holds no uxwal repository (an empty or
     /// unmounted directory): answering "not found" here would end a recovery early.
     #[error("{location} is not a uxwal repository (no FORMAT file: not mounted, or nothing archived to it yet)")]
@@ -218,6 +227,7 @@ impl Error {
             | Error::Conflict { name, .. }
             | Error::ForeignSegment { name, .. }
             | Error::Corrupt { name, .. }
+            | Error::NoIdentity { name, .. }
             | Error::BadBackupHistory { name, .. }
             | Error::BadTimelineHistory { name, .. } => Some(name),
             Error::Storage { key, .. } => key.rsplit('/').next(),
@@ -243,6 +253,15 @@ impl Error {
             Error::Corrupt { .. } | Error::NotARepository { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// A list of keys for a message: "a, b", or "none" when empty.
+fn list(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "none".into()
+    } else {
+        keys.join(", ")
     }
 }
 

@@ -463,6 +463,20 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             .to_vec(),
     );
     add("repo_metadata", "format", b"format_version = 1\n".to_vec());
+    // An age header as uxwal writes it (one X25519 stanza, its own stanzas, the
+    // MAC line), then payload bytes; fixed values, so that the seed is the same
+    // on every run (real encryption is randomised).
+    let b64 = "A".repeat(43);
+    add(
+        "age_object",
+        "uxwal-header",
+        format!(
+            "age-encryption.org/v1\n-> X25519 {b64}\n{b64}\n-> uxwal-to age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n\n-> uxwal-mac {}\n\n--- {b64}\n{}",
+            "0123456789abcdef".repeat(4),
+            "payload".repeat(10)
+        )
+        .into_bytes(),
+    );
     add(
         "repo_metadata",
         "identity",
@@ -470,6 +484,22 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             .to_vec(),
     );
     seeds
+}
+
+/// The start of an encrypted object (an age file), as a reader without a key
+/// sees it (uxwal's stanzas: recipients, keyed digest) and as one with a key
+/// does (the age header, then the payload, decrypted through a bounded read).
+pub fn age_object(data: &[u8]) {
+    use crate::crypt::{self, Identities};
+    if let Ok(envelope) = crypt::read_envelope(data) {
+        assert!(envelope.header_len <= data.len().min(crypt::MAX_HEADER_LEN));
+        assert!(envelope.recipients.len() <= crypt::MAX_RECIPIENTS);
+    }
+    static KEY: std::sync::OnceLock<Identities> = std::sync::OnceLock::new();
+    let identities = KEY.get_or_init(Identities::generated);
+    if let Ok(plain) = identities.decrypt(Cursor::new(data)) {
+        let _ = io::copy(&mut io::Read::take(plain, 1 << 20), &mut io::sink());
+    }
 }
 
 /// What a fuzz target calls with its bytes.
@@ -487,6 +517,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("spool_entry", spool_entry),
     ("push_ahead_record", push_ahead_record),
     ("repo_metadata", repo_metadata),
+    ("age_object", age_object),
 ];
 
 /// Writes [`seeds`] under `corpus` (`fuzz/corpus`), one directory per target.

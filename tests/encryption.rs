@@ -9,11 +9,15 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use common::*;
 use sha2::{Digest, Sha256};
 use uxwal::codec::{Compression, Encoder, Trailer};
 use uxwal::crypt::{read_envelope, DigestKey, Identities, Recipients};
+use uxwal::error::Error;
+use uxwal::repo::Repository;
+use uxwal::wal::name::WalName;
 
 const SEG: &str = "000000010000000000000007";
 
@@ -134,4 +138,117 @@ fn uxwal_decrypts_what_the_age_cli_encrypted() {
         .read_to_end(&mut plain)
         .unwrap();
     assert_eq!(zstd::decode_all(&plain[..]).unwrap(), content);
+}
+
+/// A local repository (made by a real archive) with the encrypted object of
+/// `SEG` planted beside it, as an encrypting uxwal-archive stores it.
+fn repository_with_sealed(
+    content: &[u8],
+    recipients: &Recipients,
+    key: &DigestKey,
+) -> (Site, Vec<u8>) {
+    let site = Site::new();
+    let plain = "000000010000000000000003";
+    site.write_wal(plain, &segment(plain, MIB, SYSID, 1));
+    assert_eq!(site.archive(plain, "").code, 0);
+    let object = encrypted_object(content, Compression::Zstd, recipients, key);
+    plant(&site, &object);
+    (site, object)
+}
+
+fn plant(site: &Site, object: &[u8]) {
+    let name: WalName = SEG.parse().unwrap();
+    let path = site.repo.join(Repository::key(&name));
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, object).unwrap();
+}
+
+fn read_back(site: &Site, identities: Option<Identities>) -> uxwal::error::Result<Vec<u8>> {
+    let mut repo = Repository::open(&site.location).unwrap();
+    if let Some(ids) = identities {
+        repo = repo.with_identities(Arc::new(ids));
+    }
+    let name: WalName = SEG.parse().unwrap();
+    let stored = repo.open_stored(&name, Some(MIB))?.expect("stored");
+    let mut out = Vec::new();
+    stored.copy_to(&mut out, Path::new("out"))?;
+    Ok(out)
+}
+
+/// The one stored-object reader decrypts with any matching identity, and
+/// refuses, never as "not found", an object without one (naming its
+/// recipients and the identities it has), an altered one and a cut one.
+#[test]
+fn the_stored_object_reader_decrypts_or_refuses_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "id.txt");
+    let (other, other_pub) = keygen(dir.path(), "other.txt");
+    let digest = dir.path().join("digest.key");
+    fs::write(&digest, [1u8; 32]).unwrap();
+    fs::set_permissions(&digest, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let digest = DigestKey::load(&digest).unwrap();
+    let content = segment(SEG, MIB, SYSID, 5);
+    let recipients = Recipients::parse(std::slice::from_ref(&public)).unwrap();
+    let (site, object) = repository_with_sealed(&content, &recipients, &digest);
+    let ids = |file: &PathBuf| Some(Identities::load(std::slice::from_ref(file)).unwrap());
+
+    assert!(read_back(&site, ids(&key)).unwrap() == content);
+
+    let err = read_back(&site, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::NoIdentity { recipients, have, .. } if recipients.as_slice() == std::slice::from_ref(&public) && have.is_empty()),
+        "{err}"
+    );
+    let err = read_back(&site, ids(&other)).unwrap_err();
+    assert!(
+        matches!(&err, Error::NoIdentity { have, .. } if have.as_slice() == std::slice::from_ref(&other_pub)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&public) && err.to_string().contains(SEG),
+        "{err}"
+    );
+
+    // Altered in the middle of the payload, in the last chunk, cut at a chunk
+    // boundary: damaged, every one.
+    let header_len = read_envelope(&object).unwrap().header_len;
+    let mut altered = object.clone();
+    altered[object.len() / 2] ^= 0x40;
+    let mut last = object.clone();
+    *last.last_mut().unwrap() ^= 0x01;
+    let cut = object[..(header_len + 16 + 64 * 1024 + 16).min(object.len() - 1)].to_vec();
+    for (what, bytes) in [("altered", altered), ("last chunk", last), ("cut", cut)] {
+        plant(&site, &bytes);
+        let err = read_back(&site, ids(&key)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { .. }),
+            "{what}: {err} ({err:?})"
+        );
+    }
+}
+
+/// `uxwal-restore` during a point-in-time recovery, for an encrypted object it
+/// has no identity for: stops recovery (exit 200), naming the file and its
+/// recipient; nothing reaches `%p`.
+#[test]
+fn a_restore_without_the_identity_stops_recovery_naming_the_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = keygen(dir.path(), "id.txt");
+    let digest = dir.path().join("digest.key");
+    fs::write(&digest, [1u8; 32]).unwrap();
+    fs::set_permissions(&digest, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let digest = DigestKey::load(&digest).unwrap();
+    let content = segment(SEG, MIB, SYSID, 5);
+    let recipients = Recipients::parse(std::slice::from_ref(&public)).unwrap();
+    let (site, _) = repository_with_sealed(&content, &recipients, &digest);
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let ran = site.restore(SEG, "");
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(SEG) && ran.stderr.contains(&public),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(site.restored().is_none());
 }

@@ -103,6 +103,10 @@ pub enum CodecError {
     /// The object is longer than any codec makes of the largest file its name allows.
     #[error("stored object is {len} bytes, more than uxwal stores for {original} bytes")]
     StoredLength { len: u64, original: u64 },
+    /// An encrypted object failed to decrypt: altered, cut short, or not an
+    /// age file after all.
+    #[error("decryption failed: {0}")]
+    Decrypt(String),
     #[error("content does not match the recorded checksum: recorded {recorded} ({recorded_size} bytes), got {actual} ({actual_size} bytes)")]
     Mismatch {
         recorded: String,
@@ -335,8 +339,33 @@ fn decoder<'a, R: Read + Seek + ?Sized>(
     })
 }
 
+/// An error of a stored object's reader that means the stored bytes are
+/// damaged, not that the storage failed (an encrypted chunk that fails
+/// authentication).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DamagedSource(pub String);
+
+/// What a [`DamagedSource`] error says, if `e` is one (also as the
+/// decoder's source error).
+pub(crate) fn damaged_source(e: &io::Error) -> Option<String> {
+    let direct = |e: &io::Error| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<DamagedSource>())
+            .map(|d| d.0.clone())
+    };
+    direct(e).or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<SourceError>())
+            .and_then(|source| direct(&source.0))
+    })
+}
+
 /// Sorts an error of reading decoded bytes: the storage's own, the bound, or damage.
 fn classify(e: io::Error) -> ReadError {
+    if let Some(why) = damaged_source(&e) {
+        return CodecError::Decrypt(why).into();
+    }
     if e.get_ref().is_some_and(|inner| inner.is::<SourceError>()) {
         let kind = e.kind();
         return match e.into_inner().map(|inner| inner.downcast::<SourceError>()) {

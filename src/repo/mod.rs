@@ -129,6 +129,8 @@ struct FormatFile {
 /// A repository opened from a location.
 pub struct Repository {
     backend: Box<dyn Backend>,
+    /// The private keys encrypted objects are read with, if any.
+    identities: Option<std::sync::Arc<crate::crypt::Identities>>,
 }
 
 impl Repository {
@@ -174,7 +176,16 @@ impl Repository {
     }
 
     pub fn with_backend(backend: Box<dyn Backend>) -> Self {
-        Repository { backend }
+        Repository {
+            backend,
+            identities: None,
+        }
+    }
+
+    /// This repository, reading encrypted objects with `identities`.
+    pub fn with_identities(mut self, identities: std::sync::Arc<crate::crypt::Identities>) -> Self {
+        self.identities = Some(identities);
+        self
     }
 
     pub fn describe(&self) -> String {

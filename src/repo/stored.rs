@@ -17,12 +17,13 @@
 // Parses data from outside: no indexing that could panic on it.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::{Blob, Repository};
+use super::{Blob, Object, Repository};
 use crate::codec::trailer::MAX_TRAILER_LEN;
 use crate::codec::{self, Check, CodecError, ReadError, StoredFormat, Trailer};
+use crate::crypt::{self, Envelope, Identities};
 use crate::error::{Error, Result};
 use crate::wal::name::{is_valid_segment_size, WalName, MAX_SEGMENT_SIZE};
 
@@ -129,6 +130,11 @@ impl Repository {
         };
         let rule = SizeRule::for_name(name, segment_size);
         at.check_length(rule.max())?;
+        if let Some(envelope) =
+            sealed(&mut obj.reader, obj.len).map_err(|e| at.read_error(e, None))?
+        {
+            obj = at.open_sealed(obj, &envelope, self.identities.as_deref())?;
+        }
         let (format, trailer, payload_len) =
             codec::read_trailer(&mut obj.reader, obj.len).map_err(|e| at.read_error(e, None))?;
         rule.check(trailer.size).map_err(|rule| {
@@ -194,7 +200,84 @@ impl StoredObject<'_> {
     }
 }
 
+/// The envelope of an encrypted object (an age file; `docs/FORMAT.md`), or
+/// `None` for a plain one. Reads at most the header's first bytes.
+fn sealed(r: &mut Box<dyn Blob>, len: u64) -> std::result::Result<Option<Envelope>, ReadError> {
+    let want = len.min(crypt::MAX_HEADER_LEN as u64);
+    let mut head = Vec::with_capacity(crypt::AGE_MAGIC.len());
+    r.seek(SeekFrom::Start(0))?;
+    (&mut *r)
+        .take(crypt::AGE_MAGIC.len() as u64)
+        .read_to_end(&mut head)?;
+    if !crypt::is_encrypted(&head) {
+        return Ok(None);
+    }
+    (&mut *r)
+        .take(want - head.len() as u64)
+        .read_to_end(&mut head)?;
+    r.seek(SeekFrom::Start(0))?;
+    crypt::read_envelope(&head)
+        .map(Some)
+        .map_err(|e| CodecError::Decrypt(e.to_string()).into())
+}
+
+/// The plaintext of an encrypted object, seekable, whose read errors of
+/// authentication say that the object is damaged (not the storage).
+struct Opened<R>(R);
+
+impl<R: Read> Read for Opened<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(damaged)
+    }
+}
+
+impl<R: Seek> Seek for Opened<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.0.seek(pos).map_err(damaged)
+    }
+}
+
+/// age reports a chunk that fails authentication (altered, cut short) as
+/// `InvalidData`; the storage's own errors keep their kinds.
+fn damaged(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::InvalidData {
+        io::Error::new(e.kind(), codec::DamagedSource(e.to_string()))
+    } else {
+        e
+    }
+}
+
 impl Place<'_> {
+    /// Decrypts `obj` with `identities`: the plaintext object, or why not.
+    fn open_sealed(
+        &self,
+        obj: Object,
+        envelope: &Envelope,
+        identities: Option<&Identities>,
+    ) -> Result<Object> {
+        let no_identity = |have: Vec<String>| Error::NoIdentity {
+            name: self.name.to_string(),
+            recipients: envelope.recipients.clone(),
+            have,
+        };
+        let identities = identities.ok_or_else(|| no_identity(Vec::new()))?;
+        let mut plain = match identities.decrypt(obj.reader) {
+            Ok(plain) => Opened(plain),
+            Err(age::DecryptError::NoMatchingKeys) => {
+                return Err(no_identity(identities.recipients()))
+            }
+            Err(age::DecryptError::Io(e)) => return Err(self.read_error(e.into(), None)),
+            Err(e) => return Err(self.corrupt(CodecError::Decrypt(e.to_string()))),
+        };
+        let len = plain
+            .seek(SeekFrom::End(0))
+            .map_err(|e| self.read_error(e.into(), None))?;
+        Ok(Object {
+            len,
+            reader: Box::new(plain),
+        })
+    }
+
     fn corrupt(&self, source: CodecError) -> Error {
         Error::Corrupt {
             name: self.name.to_string(),
@@ -216,6 +299,14 @@ impl Place<'_> {
     /// The one decision of whose failure a read error is: the object's
     /// (corrupt), the storage's, or the destination's.
     fn read_error(&self, e: ReadError, dest: Option<&Path>) -> Error {
+        // An encrypted object's authentication failure, wherever it was met.
+        let e = match e {
+            ReadError::Io(e) => match codec::damaged_source(&e) {
+                Some(why) => CodecError::Decrypt(why).into(),
+                None => ReadError::Io(e),
+            },
+            other => other,
+        };
         match (e, dest) {
             (ReadError::Codec(c), _) => self.corrupt(c),
             (ReadError::Io(source), _) => Error::Storage {

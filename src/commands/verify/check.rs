@@ -35,9 +35,10 @@ fn read_problem(e: Error, name: &WalName, identity: Option<&Identity>) -> Checke
     let kind = match source {
         CodecError::TooShort(_) | CodecError::NoTrailer => ProblemKind::Truncated,
         CodecError::Mismatch { .. } | CodecError::TooLong { .. } => ProblemKind::ChecksumMismatch,
-        CodecError::UnknownFormat(_) | CodecError::Decode(_) | CodecError::StoredLength { .. } => {
-            ProblemKind::Corrupt
-        }
+        CodecError::UnknownFormat(_)
+        | CodecError::Decode(_)
+        | CodecError::Decrypt(_)
+        | CodecError::StoredLength { .. } => ProblemKind::Corrupt,
         // A recorded size wrong for the name: a segment of another segment size
         // (another cluster), a segment whose size says it is none, or a text
         // file too large to be one.
