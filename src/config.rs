@@ -56,6 +56,15 @@ pub struct ConfigFile {
     pub spool_dir: Option<PathBuf>,
     /// Bytes one prefetch spool directory may hold (default 2 GiB, at least 2 MiB) (uxwal-restore).
     pub spool_max_bytes: Option<u64>,
+    /// Encrypt new objects to these age recipients (`age1...`) or the
+    /// recipients in these files (uxwal-archive).
+    pub encrypt_to: Option<Vec<String>>,
+    /// The key of the keyed digest that recognises identical duplicates of
+    /// encrypted objects without a private key (needed with `encrypt_to`).
+    pub digest_key_file: Option<PathBuf>,
+    /// age identity files (private keys) that encrypted objects are read with;
+    /// several, so that keys can rotate (uxwal-restore, -verify, -cleanup).
+    pub identity_file: Option<Vec<PathBuf>>,
     /// S3 settings: object_store's S3 configuration keys (`region`, `endpoint`, ...).
     pub s3: Option<BTreeMap<String, toml::Value>>,
     /// Azure Blob settings: object_store's Azure configuration keys.
@@ -190,6 +199,14 @@ impl ConfigFile {
         if let Some(n) = self.retries {
             o.retries = n;
         }
+        o.keys = std::sync::Arc::new(
+            crate::crypt::Keys::load(
+                self.encrypt_to.as_deref().unwrap_or_default(),
+                self.digest_key_file.as_deref(),
+                self.identity_file.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| Error::Config(e.to_string()))?,
+        );
         if o.deadline.is_zero() || o.request_timeout.is_zero() {
             return Err(Error::Config(
                 "deadline and request_timeout must be at least 1 second".into(),

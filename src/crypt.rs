@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use age::x25519;
 use age_core::format::{FileKey, Stanza};
@@ -69,6 +70,10 @@ pub enum KeyError {
     TooManyRecipients(usize),
     #[error("no recipients given")]
     NoRecipients,
+    #[error("{0}: key files are named by absolute paths (a background worker runs elsewhere)")]
+    RelativePath(PathBuf),
+    #[error("encrypt_to needs digest_key_file: the key identical duplicates are recognised by without a private key")]
+    NoDigestKey,
 }
 
 /// The public keys new objects are encrypted to.
@@ -250,6 +255,91 @@ impl DigestKey {
         mac.finalize().into_bytes().into()
     }
 }
+
+/// The keys of one configuration: what an archive encrypts to (with the
+/// digest key its duplicates are recognised by), and what reads decrypt with.
+#[derive(Default)]
+pub struct Keys {
+    pub recipients: Option<Recipients>,
+    pub digest: Option<DigestKey>,
+    pub identities: Option<Arc<Identities>>,
+}
+
+impl Keys {
+    /// Loads the keys named in a configuration file: `encrypt_to` (recipients
+    /// or recipients files), `digest_key_file` (needed with `encrypt_to`) and
+    /// `identity_file`.
+    pub fn load(
+        encrypt_to: &[String],
+        digest_key_file: Option<&Path>,
+        identity_files: &[PathBuf],
+    ) -> Result<Keys, KeyError> {
+        let files = encrypt_to
+            .iter()
+            .filter(|item| !item.starts_with("age1"))
+            .map(PathBuf::from)
+            .chain(digest_key_file.map(PathBuf::from))
+            .chain(identity_files.iter().cloned());
+        for file in files {
+            if !file.is_absolute() {
+                return Err(KeyError::RelativePath(file));
+            }
+        }
+        let recipients = match encrypt_to {
+            [] => None,
+            items => Some(Recipients::parse(items)?),
+        };
+        let digest = match (digest_key_file, &recipients) {
+            (Some(path), _) => Some(DigestKey::load(path)?),
+            (None, Some(_)) => return Err(KeyError::NoDigestKey),
+            (None, None) => None,
+        };
+        let identities = match identity_files {
+            [] => None,
+            files => Some(Arc::new(Identities::load(files)?)),
+        };
+        Ok(Keys {
+            recipients,
+            digest,
+            identities,
+        })
+    }
+
+    /// What the keys are, by their public halves only (for comparisons and
+    /// debugging output: never a secret).
+    fn public(&self) -> (Vec<String>, bool, Vec<String>) {
+        (
+            self.recipients
+                .as_ref()
+                .map(Recipients::names)
+                .unwrap_or_default(),
+            self.digest.is_some(),
+            self.identities
+                .as_ref()
+                .map(|i| i.recipients())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (to, digest, identities) = self.public();
+        f.debug_struct("Keys")
+            .field("encrypt_to", &to)
+            .field("digest_key", &digest)
+            .field("identities_for", &identities)
+            .finish()
+    }
+}
+
+impl PartialEq for Keys {
+    fn eq(&self, other: &Keys) -> bool {
+        self.public() == other.public()
+    }
+}
+
+impl Eq for Keys {}
 
 /// What the header of an encrypted object says without a private key.
 #[derive(Debug, Clone, PartialEq, Eq)]

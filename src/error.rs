@@ -68,6 +68,11 @@ pub enum Error {
         new: String,
     },
 
+    /// An encrypted copy is archived under the name, and its keyed digest is
+    /// not this file's under this host's digest key.
+    #[error("refusing to overwrite {name}: the archive holds an encrypted copy whose keyed digest is not this file's (different content, or a different digest_key_file)")]
+    SealedConflict { name: String },
+
     /// The archived copy cannot be decoded or does not match its recorded checksum.
     #[error("archived copy of {name} is damaged: {source}")]
     Corrupt { name: String, source: CodecError },
@@ -228,6 +233,7 @@ impl Error {
             | Error::ForeignSegment { name, .. }
             | Error::Corrupt { name, .. }
             | Error::NoIdentity { name, .. }
+            | Error::SealedConflict { name, .. }
             | Error::BadBackupHistory { name, .. }
             | Error::BadTimelineHistory { name, .. } => Some(name),
             Error::Storage { key, .. } => key.rsplit('/').next(),

@@ -252,3 +252,145 @@ fn a_restore_without_the_identity_stops_recovery_naming_the_recipient() {
     assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
     assert!(site.restored().is_none());
 }
+
+/// A private digest key file (0600) in `dir`.
+fn digest_key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, [byte; 32]).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    path
+}
+
+/// `--config FILE` for a configuration holding `text`.
+fn config(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    format!("--config {}", path.display())
+}
+
+/// The real executables with `encrypt_to` and `identity_file` in the
+/// configuration: the archived object is an age file only the identity
+/// opens (by hand too), restore gives the exact bytes back, and a host that
+/// holds recipients and the digest key but no identity still recognises an
+/// identical duplicate and refuses a different file.
+#[test]
+fn archive_encrypts_restore_decrypts_and_duplicates_are_recognised_without_a_key() {
+    let site = Site::new();
+    let keys = site.dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (identity, public) = keygen(&keys, "id.txt");
+    let digest = digest_key_file(&keys, "digest.key", 0x11);
+    let archiving = config(
+        &keys,
+        "archive.toml",
+        &format!(
+            "encrypt_to = [\"{public}\"]\ndigest_key_file = \"{}\"\n",
+            digest.display()
+        ),
+    );
+    let restoring = config(
+        &keys,
+        "restore.toml",
+        &format!("identity_file = [\"{}\"]\n", identity.display()),
+    );
+    let content = segment(SEG, MIB, SYSID, 8);
+    site.write_wal(SEG, &content);
+    let ran = site.archive(SEG, &archiving);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+
+    let stored = fs::read(&site.archived(SEG)[0]).unwrap();
+    let envelope = read_envelope(&stored).expect("an age file");
+    assert_eq!(envelope.recipients, vec![public.clone()]);
+    assert!(
+        !stored.windows(8).any(|w| w == b"UXWALSUM"),
+        "the trailer is inside the ciphertext"
+    );
+    fs::write(site.dir.path().join("object"), &stored).unwrap();
+    sh(
+        site.dir.path(),
+        &format!(
+            "age -d -i {} object | zstd -d > by-hand",
+            identity.display()
+        ),
+    );
+    assert!(fs::read(site.dir.path().join("by-hand")).unwrap() == content);
+
+    // Restore: with the identity the bytes come back; without, recovery stops.
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let ran = site.restore(SEG, &restoring);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(site.restored().unwrap() == content);
+    let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+    let ran = site.restore(SEG, "");
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(ran.stderr.contains(&public), "{}", ran.stderr);
+    fs::remove_file(site.data.join("recovery.signal")).unwrap();
+
+    // The same file again from a host without identities: identical, exit 0.
+    let ran = site.archive(SEG, &archiving);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // A different file under the name: refused, the stored copy unchanged.
+    site.write_wal(SEG, &segment(SEG, MIB, SYSID, 9));
+    let ran = site.archive(SEG, &archiving);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("keyed digest") && ran.stderr.contains(SEG),
+        "{}",
+        ran.stderr
+    );
+    assert!(fs::read(&site.archived(SEG)[0]).unwrap() == stored);
+    // The same file under another digest key cannot be recognised: refused.
+    site.write_wal(SEG, &content);
+    let other_key = digest_key_file(&keys, "other.key", 0x22);
+    let other = config(
+        &keys,
+        "other.toml",
+        &format!(
+            "encrypt_to = [\"{public}\"]\ndigest_key_file = \"{}\"\n",
+            other_key.display()
+        ),
+    );
+    assert_eq!(site.archive(SEG, &other).code, 1);
+}
+
+/// Key files holding secrets must be private, and key settings are checked
+/// before anything is archived; no message shows a secret.
+#[test]
+fn exposed_or_missing_keys_are_refused_with_a_message() {
+    let site = Site::new();
+    let keys = site.dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (identity, public) = keygen(&keys, "id.txt");
+    let secret = fs::read_to_string(&identity).unwrap();
+    fs::set_permissions(
+        &identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    site.write_wal(SEG, &segment(SEG, MIB, SYSID, 1));
+    let cases = [
+        (
+            format!("identity_file = [\"{}\"]\n", identity.display()),
+            "chmod 600",
+        ),
+        (format!("encrypt_to = [\"{public}\"]\n"), "digest_key_file"),
+        (
+            "encrypt_to = [\"age1notarecipient\"]\ndigest_key_file = \"/nonexistent\"\n".into(),
+            "not an age recipient",
+        ),
+        (
+            "identity_file = [\"relative.txt\"]\n".into(),
+            "absolute paths",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let conf = config(&keys, &format!("c{i}.toml"), text);
+        let ran = site.archive(SEG, &conf);
+        assert_eq!(ran.code, 1, "{text}: {}", ran.stderr);
+        assert!(ran.stderr.contains(expected), "{text}: {}", ran.stderr);
+        for line in secret.lines().filter(|l| l.starts_with("AGE-SECRET-KEY")) {
+            assert!(!ran.stderr.contains(line), "a secret was printed");
+        }
+    }
+    assert!(site.archived(SEG).is_empty(), "nothing archived");
+}

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use crate::codec::digest::{self, PumpError, CHUNK};
 use crate::codec::{Compression, Encoder, Trailer};
+use crate::crypt::Keys;
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{identity, Identity, PutOutcome, Repository};
@@ -185,6 +186,19 @@ pub fn archive_file_checked(
         written: 0,
     };
     let out = io::BufWriter::with_capacity(CHUNK, tee);
+    let keys = &settings.store.keys;
+    let out = match (&keys.recipients, &keys.digest) {
+        (Some(recipients), Some(digest)) => {
+            // The keyed digest goes in the header, before the payload: a first
+            // pass hashes the file (the second, below, must agree).
+            let (sha256, size) = hash_at(&source).map_err(source_error)?;
+            let sealed = recipients
+                .encrypt(out, &digest.mac(&sha256, size))
+                .map_err(|e| write_error(TeeError::from_io(e)))?;
+            Sink::Sealed(sealed, sha256)
+        }
+        _ => Sink::Plain(out),
+    };
     let mut encoder = Encoder::new(out, settings.compression, settings.level)
         .map_err(|e| write_error(TeeError::first(e)))?;
     let mut stream = |chunk: &[u8]| {
@@ -215,8 +229,20 @@ pub fn archive_file_checked(
         sha256,
         size: total,
     };
-    let tee = encoder
+    let sink = encoder
         .finish(&trailer)
+        .map_err(|e| write_error(TeeError::from_io(e)))?;
+    if let Sink::Sealed(_, first) = &sink {
+        if *first != sha256 {
+            return Err(Error::SourceChanged {
+                path: wal_path.to_path_buf(),
+                expected: len,
+                actual: total,
+            });
+        }
+    }
+    let tee = sink
+        .finish()
         .and_then(|out| out.into_inner().map_err(|e| e.into_error()))
         .map_err(|e| write_error(TeeError::from_io(e)))?;
     let written = tee.written;
@@ -243,6 +269,7 @@ pub fn archive_file_checked(
                     &key,
                     &trailer,
                     segment_size,
+                    &settings.store.keys,
                 )?);
                 repo.make_durable(&key)?;
                 tracing::info!(
@@ -261,6 +288,57 @@ pub fn archive_file_checked(
         stored_sizes,
         identities,
     })
+}
+
+/// Where the encoder's output goes: straight to the repositories, or through
+/// age encryption (with the SHA-256 of the first pass over the source).
+enum Sink<W: Write> {
+    Plain(W),
+    Sealed(age::stream::StreamWriter<W>, [u8; 32]),
+}
+
+impl<W: Write> Sink<W> {
+    /// Ends the encryption, if any: the output, complete.
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sink::Plain(w) => Ok(w),
+            Sink::Sealed(w, _) => w.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Sealed(w, _) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Sealed(w, _) => w.flush(),
+        }
+    }
+}
+
+/// SHA-256 and length of the first `len` bytes of `file`, read at their
+/// offsets (the file position is left alone).
+fn hash_at(file: &File) -> io::Result<([u8; 32], u64)> {
+    use sha2::Digest;
+    use std::os::unix::fs::FileExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut block, offset)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(block.get(..n).unwrap_or_default());
+        offset += n as u64;
+    }
+    Ok((hasher.finalize().into(), offset))
 }
 
 /// Writes every byte to each of several outputs (one per repository).
@@ -357,18 +435,24 @@ fn compare_with_archived(
     key: &str,
     mine: &Trailer,
     segment_size: Option<u64>,
+    keys: &Keys,
 ) -> Result<u64> {
-    let stored = repo
-        .open_stored(name, segment_size)?
-        .ok_or_else(|| Error::Storage {
-            location: repo.describe(),
-            op: "read back",
-            key: key.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                "object vanished after a conflicting create",
-            ),
-        })?;
+    let stored = match repo.open_stored(name, segment_size) {
+        // Encrypted, and this host cannot decrypt: the keyed digest decides.
+        Err(Error::NoIdentity { .. }) if keys.digest.is_some() => {
+            return compare_sealed(repo, name, mine, keys)
+        }
+        other => other?,
+    };
+    let stored = stored.ok_or_else(|| Error::Storage {
+        location: repo.describe(),
+        op: "read back",
+        key: key.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            "object vanished after a conflicting create",
+        ),
+    })?;
     if stored.trailer() != mine {
         return Err(Error::Conflict {
             name: name.to_string(),
@@ -379,6 +463,28 @@ fn compare_with_archived(
     let len = stored.stored_len();
     stored.read_head(0)?;
     Ok(len)
+}
+
+/// [`compare_with_archived`] for an encrypted copy on a host without its
+/// identity: identical when the keyed digest in its header is that of this
+/// file under this host's digest key. Returns the stored object's size.
+fn compare_sealed(repo: &Repository, name: &WalName, mine: &Trailer, keys: &Keys) -> Result<u64> {
+    let (envelope, len) = repo.stored_envelope(name)?.ok_or_else(|| Error::Storage {
+        location: repo.describe(),
+        op: "read back",
+        key: Repository::key(name),
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            "object vanished or is not encrypted",
+        ),
+    })?;
+    let ours = keys.digest.as_ref().map(|d| d.mac(&mine.sha256, mine.size));
+    match (envelope.mac, ours) {
+        (Some(stored), Some(ours)) if stored == ours => Ok(len),
+        _ => Err(Error::SealedConflict {
+            name: name.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

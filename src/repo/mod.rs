@@ -147,16 +147,17 @@ impl Repository {
             let (store, shown, prefix) = remote::build(scheme, location, options)?;
             let backend = object::ObjectStoreBackend::new(store, &shown, &prefix, options.deadline)
                 .map_err(|e| Error::Config(format!("cannot start the storage client: {e}")))?;
-            return Ok(Self::with_backend(Box::new(backend)));
+            return Ok(Self::with_backend(Box::new(backend)).with_keys(options));
         }
         let path = match location.split_once("://") {
             None if !location.is_empty() => location,
             Some(("file", path)) if path.starts_with('/') => path,
             _ => return Err(Error::UnsupportedLocation(location.to_owned())),
         };
-        Ok(Self::with_backend(Box::new(local::LocalDirectory::new(
-            path.into(),
-        ))))
+        Ok(
+            Self::with_backend(Box::new(local::LocalDirectory::new(path.into())))
+                .with_keys(options),
+        )
     }
 
     /// `location` with a relative local path made absolute (against the current
@@ -179,6 +180,14 @@ impl Repository {
         Repository {
             backend,
             identities: None,
+        }
+    }
+
+    /// This repository with the identities of `options`, if any.
+    fn with_keys(self, options: &remote::StoreOptions) -> Self {
+        match &options.keys.identities {
+            Some(identities) => self.with_identities(identities.clone()),
+            None => self,
         }
     }
 

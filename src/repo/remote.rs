@@ -36,6 +36,8 @@ pub struct StoreOptions {
     pub request_timeout: Duration,
     /// Retries of a failed request (transient failures only).
     pub retries: usize,
+    /// Encryption keys: what new objects are encrypted to, what reads decrypt with.
+    pub keys: std::sync::Arc<crate::crypt::Keys>,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +49,7 @@ impl Default for StoreOptions {
             deadline: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             retries: 3,
+            keys: Default::default(),
         }
     }
 }
