@@ -394,3 +394,81 @@ fn exposed_or_missing_keys_are_refused_with_a_message() {
     }
     assert!(site.archived(SEG).is_empty(), "nothing archived");
 }
+
+/// Archives one segment to the old key and one to the new (rotation), then
+/// restores each during a point-in-time recovery: with both identities both
+/// come back exactly; with only the new one, the old file stops recovery
+/// (exit 200) naming its recipient, and the new one restores.
+fn rotation_round_trip(site: &Site) {
+    let keys = site.dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (old_id, old_pub) = keygen(&keys, "old.txt");
+    let (new_id, new_pub) = keygen(&keys, "new.txt");
+    let digest = digest_key_file(&keys, "digest.key", 0x33);
+    let archive_to = |name: &str, public: &str| {
+        config(
+            &keys,
+            name,
+            &format!(
+                "encrypt_to = [\"{public}\"]\ndigest_key_file = \"{}\"\n",
+                digest.display()
+            ),
+        )
+    };
+    let (a, b) = ("000000010000000000000004", "000000010000000000000005");
+    for (name, conf, seed) in [
+        (a, archive_to("old.toml", &old_pub), 1),
+        (b, archive_to("new.toml", &new_pub), 2),
+    ] {
+        site.write_wal(name, &segment(name, MIB, SYSID, seed));
+        let ran = site.archive(name, &conf);
+        assert_eq!(ran.code, 0, "{name}: {}", ran.stderr);
+    }
+    let reading = |files: &[&PathBuf], tag: &str| {
+        let list: Vec<String> = files
+            .iter()
+            .map(|f| format!("\"{}\"", f.display()))
+            .collect();
+        config(
+            &keys,
+            &format!("read-{tag}.toml"),
+            &format!("identity_file = [{}]\nprefetch = 0\n", list.join(", ")),
+        )
+    };
+    let both = reading(&[&old_id, &new_id], "both");
+    let only_new = reading(&[&new_id], "new");
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    for (name, seed) in [(a, 1), (b, 2)] {
+        let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+        let ran = site.restore(name, &both);
+        assert_eq!(ran.code, 0, "{name}: {}", ran.stderr);
+        assert!(site.restored().unwrap() == segment(name, MIB, SYSID, seed));
+    }
+    let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+    let ran = site.restore(a, &only_new);
+    assert_eq!(ran.code, 200, "{}", ran.stderr);
+    assert!(ran.stderr.contains(&old_pub), "{}", ran.stderr);
+    assert!(site.restored().is_none());
+    let ran = site.restore(b, &only_new);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+}
+
+#[test]
+fn rotation_round_trip_local_directory() {
+    rotation_round_trip(&Site::new());
+}
+
+#[test]
+fn rotation_round_trip_s3() {
+    let s3 = common::servers::S3::start("walbucket");
+    rotation_round_trip(&s3.site("encrypted"));
+}
+
+#[test]
+fn rotation_round_trip_azure() {
+    let az = common::servers::Azure::start("walcontainer");
+    let mut site = Site::new();
+    site.location = az.location("encrypted");
+    site.env = az.env();
+    rotation_round_trip(&site);
+}
