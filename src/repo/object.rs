@@ -14,9 +14,12 @@ use std::io::{self, Cursor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 use tokio::runtime::Runtime;
 
 use super::{Backend, Listed, Object, PutOutcome, Staged};
@@ -24,6 +27,8 @@ use super::{Backend, Listed, Object, PutOutcome, Staged};
 pub struct ObjectStoreBackend {
     store: Arc<dyn ObjectStore>,
     shared: Arc<Shared>,
+    /// [`WHOLE_BODY_MAX`], smaller in tests.
+    whole_body_max: u64,
 }
 
 struct Shared {
@@ -79,6 +84,7 @@ impl ObjectStoreBackend {
         Ok(ObjectStoreBackend {
             store,
             shared: Arc::new(shared),
+            whole_body_max: WHOLE_BODY_MAX,
         })
     }
 
@@ -103,7 +109,13 @@ fn to_io(e: object_store::Error) -> io::Error {
     io::Error::new(kind, e)
 }
 
-/// The body of a fetched object, downloaded (within the deadline) when it is
+/// Bodies up to this size are downloaded whole when first read or sought (a
+/// 16 MiB segment with its trailer: one request). A larger body is streamed
+/// in ranges as it is consumed, so a reader holds one chunk of it at a time
+/// whatever the segment size.
+const WHOLE_BODY_MAX: u64 = 64 << 20;
+
+/// The body of a fetched object, read (within the deadline) only when it is
 /// first read or sought: a reader that refuses an object from its announced
 /// length ([`Object::len`]) never downloads it, so an implausibly large object
 /// costs neither the transfer nor the memory.
@@ -111,6 +123,103 @@ struct Body {
     shared: Arc<Shared>,
     pending: Option<object_store::GetResult>,
     bytes: Cursor<bytes::Bytes>,
+    /// Set for a body over [`WHOLE_BODY_MAX`]: read in ranges instead.
+    ranged: Option<Ranged>,
+}
+
+/// A large body, read as a stream from wherever the reader is: a seek
+/// elsewhere starts a new range request. Every range is asked of the same
+/// version of the object (`If-Match` its entity tag, when the store gives one).
+struct Ranged {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    len: u64,
+    e_tag: Option<String>,
+    /// Where the next read starts.
+    pos: u64,
+    /// The open range, and the offset of its next byte.
+    stream: Option<(BoxStream<'static, object_store::Result<bytes::Bytes>>, u64)>,
+    /// The unread rest of the stream's last chunk, ending at the stream's offset.
+    chunk: bytes::Bytes,
+}
+
+impl Ranged {
+    /// The offset the unread chunk starts at, if a stream is open.
+    fn at(&self) -> Option<u64> {
+        let (_, next) = self.stream.as_ref()?;
+        next.checked_sub(self.chunk.len() as u64)
+    }
+
+    fn read(
+        &mut self,
+        shared: &Shared,
+        pending: &mut Option<object_store::GetResult>,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.at() != Some(self.pos) {
+            self.chunk = bytes::Bytes::new();
+            let stream = match pending.take() {
+                // The first response streams from the start.
+                Some(first) if self.pos == 0 => first.into_stream(),
+                _ => {
+                    let options = GetOptions {
+                        range: Some(GetRange::Bounded(self.pos..self.len)),
+                        if_match: self.e_tag.clone(),
+                        ..GetOptions::default()
+                    };
+                    shared
+                        .block(self.store.get_opts(&self.path, options))?
+                        .map_err(to_io)?
+                        .into_stream()
+                }
+            };
+            self.stream = Some((stream, self.pos));
+        }
+        while self.chunk.is_empty() {
+            let Some((stream, next)) = self.stream.as_mut() else {
+                return Ok(0);
+            };
+            match shared.block(stream.try_next())?.map_err(to_io)? {
+                Some(chunk) if *next + chunk.len() as u64 <= self.len => {
+                    *next += chunk.len() as u64;
+                    self.chunk = chunk;
+                }
+                Some(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("body is longer than the {} bytes announced", self.len),
+                    ))
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("body ends at {next} bytes, {} announced", self.len),
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        let taken = self.chunk.split_to(n);
+        buf.iter_mut()
+            .zip(taken.iter())
+            .for_each(|(out, b)| *out = *b);
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let target = match pos {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
 }
 
 impl Body {
@@ -132,6 +241,9 @@ impl Body {
 
 impl io::Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(ranged) = self.ranged.as_mut() {
+            return ranged.read(&self.shared, &mut self.pending, buf);
+        }
         self.load()?;
         self.bytes.read(buf)
     }
@@ -139,6 +251,9 @@ impl io::Read for Body {
 
 impl io::Seek for Body {
     fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        if let Some(ranged) = self.ranged.as_mut() {
+            return ranged.seek(pos);
+        }
         self.load()?;
         self.bytes.seek(pos)
     }
@@ -199,14 +314,27 @@ impl Backend for ObjectStoreBackend {
         let path = self.path(key);
         // The request only: the body is downloaded when first read (see [`Body`]).
         match self.shared.block(self.store.get(&path))? {
-            Ok(result) => Ok(Some(Object {
-                len: result.meta.size,
-                reader: Box::new(Body {
-                    shared: self.shared.clone(),
-                    pending: Some(result),
-                    bytes: Cursor::new(bytes::Bytes::new()),
-                }),
-            })),
+            Ok(result) => {
+                let len = result.meta.size;
+                let ranged = (len > self.whole_body_max).then(|| Ranged {
+                    store: self.store.clone(),
+                    path: path.clone(),
+                    len,
+                    e_tag: result.meta.e_tag.clone(),
+                    pos: 0,
+                    stream: None,
+                    chunk: bytes::Bytes::new(),
+                });
+                Ok(Some(Object {
+                    len,
+                    reader: Box::new(Body {
+                        shared: self.shared.clone(),
+                        pending: Some(result),
+                        bytes: Cursor::new(bytes::Bytes::new()),
+                        ranged,
+                    }),
+                }))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(to_io(e)),
         }
@@ -298,5 +426,68 @@ impl Backend for ObjectStoreBackend {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use io::{Read, Seek, SeekFrom};
+    use object_store::memory::InMemory;
+
+    /// A backend over an in-memory store whose bodies over `whole` bytes are ranged.
+    fn backend(whole: u64) -> (ObjectStoreBackend, Arc<InMemory>) {
+        let store = Arc::new(InMemory::new());
+        let mut backend =
+            ObjectStoreBackend::new(store.clone(), "memory://", "p", Duration::from_secs(60))
+                .unwrap();
+        backend.whole_body_max = whole;
+        (backend, store)
+    }
+
+    fn put(backend: &ObjectStoreBackend, store: &InMemory, key: &str, bytes: Vec<u8>) {
+        backend
+            .shared
+            .block(store.put(&backend.path(key), PutPayload::from(bytes)))
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_large_body_reads_the_same_in_ranges_as_a_small_one_whole() {
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for whole in [u64::MAX, 1024] {
+            let (backend, store) = backend(whole);
+            put(&backend, &store, "k", content.clone());
+            let mut body = backend.get("k").unwrap().unwrap().reader;
+            // The stored-object reader's pattern: the magic, the trailer, then all.
+            let mut magic = [0u8; 4];
+            body.read_exact(&mut magic).unwrap();
+            assert_eq!(magic, content[..4]);
+            body.seek(SeekFrom::End(-124)).unwrap();
+            let mut tail = Vec::new();
+            body.read_to_end(&mut tail).unwrap();
+            assert_eq!(tail, content[content.len() - 124..]);
+            body.seek(SeekFrom::Start(0)).unwrap();
+            let mut all = Vec::new();
+            body.read_to_end(&mut all).unwrap();
+            assert!(all == content, "whole body max {whole}");
+            body.seek(SeekFrom::Start(1_000_000)).unwrap();
+            let mut some = vec![0u8; 10];
+            body.read_exact(&mut some).unwrap();
+            assert_eq!(some, content[1_000_000..1_000_010]);
+        }
+    }
+
+    #[test]
+    fn a_large_object_replaced_while_read_in_ranges_fails() {
+        let (backend, store) = backend(1024);
+        put(&backend, &store, "k", vec![1u8; 100_000]);
+        let mut body = backend.get("k").unwrap().unwrap().reader;
+        put(&backend, &store, "k", vec![2u8; 100_000]);
+        // The tail is a new range: asked of the first version, which is gone.
+        body.seek(SeekFrom::End(-10)).unwrap();
+        let mut tail = Vec::new();
+        assert!(body.read_to_end(&mut tail).is_err(), "read {tail:?}");
     }
 }
