@@ -233,7 +233,7 @@ fn sealed(r: &mut Box<dyn Blob>, len: u64) -> std::result::Result<Option<Envelop
         return Ok(None);
     }
     (&mut *r)
-        .take(want - head.len() as u64)
+        .take(want.saturating_sub(head.len() as u64))
         .read_to_end(&mut head)?;
     r.seek(SeekFrom::Start(0))?;
     crypt::read_envelope(&head)
