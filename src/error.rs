@@ -84,6 +84,10 @@ pub enum Error {
         name: String,
         recipients: Vec<String>,
         have: Vec<String>,
+        /// What the object's header says without a key: its keyed digest
+        /// (by which an archiving host decides a duplicate) and its length.
+        mac: Option<[u8; 32]>,
+        stored_len: u64,
     },
 
     /// The repository location exists but holds no uxwal repository (an empty or

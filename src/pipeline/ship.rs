@@ -438,9 +438,18 @@ fn compare_with_archived(
     keys: &Keys,
 ) -> Result<u64> {
     let stored = match repo.open_stored(name, segment_size) {
-        // Encrypted, and this host cannot decrypt: the keyed digest decides.
-        Err(Error::NoIdentity { .. }) if keys.digest.is_some() => {
-            return compare_sealed(repo, name, mine, keys)
+        // Encrypted, and this host cannot decrypt: the keyed digest in the
+        // header decides (this host's digest of this file, the same key).
+        Err(Error::NoIdentity {
+            mac, stored_len, ..
+        }) if keys.digest.is_some() => {
+            let ours = keys.digest.as_ref().map(|d| d.mac(&mine.sha256, mine.size));
+            return match mac.is_some() && mac == ours {
+                true => Ok(stored_len),
+                false => Err(Error::SealedConflict {
+                    name: name.to_string(),
+                }),
+            };
         }
         other => other?,
     };
@@ -463,28 +472,6 @@ fn compare_with_archived(
     let len = stored.stored_len();
     stored.read_head(0)?;
     Ok(len)
-}
-
-/// [`compare_with_archived`] for an encrypted copy on a host without its
-/// identity: identical when the keyed digest in its header is that of this
-/// file under this host's digest key. Returns the stored object's size.
-fn compare_sealed(repo: &Repository, name: &WalName, mine: &Trailer, keys: &Keys) -> Result<u64> {
-    let (envelope, len) = repo.stored_envelope(name)?.ok_or_else(|| Error::Storage {
-        location: repo.describe(),
-        op: "read back",
-        key: Repository::key(name),
-        source: io::Error::new(
-            io::ErrorKind::NotFound,
-            "object vanished or is not encrypted",
-        ),
-    })?;
-    let ours = keys.digest.as_ref().map(|d| d.mac(&mine.sha256, mine.size));
-    match (envelope.mac, ours) {
-        (Some(stored), Some(ours)) if stored == ours => Ok(len),
-        _ => Err(Error::SealedConflict {
-            name: name.to_string(),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -200,26 +200,6 @@ impl StoredObject<'_> {
     }
 }
 
-impl Repository {
-    /// The envelope of the stored copy of `name` (its recipients and keyed
-    /// digest, readable without a private key) with the object's length;
-    /// `None` when it is absent or not encrypted. Reads the header only.
-    pub fn stored_envelope(&self, name: &WalName) -> Result<Option<(Envelope, u64)>> {
-        let key = Repository::key(name);
-        let Some(mut obj) = self.get(&key)? else {
-            return Ok(None);
-        };
-        let at = Place {
-            repo: self,
-            name: *name,
-            key,
-            len: obj.len,
-        };
-        let envelope = sealed(&mut obj.reader, obj.len).map_err(|e| at.read_error(e, None))?;
-        Ok(envelope.map(|e| (e, obj.len)))
-    }
-}
-
 /// The envelope of an encrypted object (an age file; `docs/FORMAT.md`), or
 /// `None` for a plain one. Reads at most the header's first bytes.
 fn sealed(r: &mut Box<dyn Blob>, len: u64) -> std::result::Result<Option<Envelope>, ReadError> {
@@ -279,6 +259,8 @@ impl Place<'_> {
             name: self.name.to_string(),
             recipients: envelope.recipients.clone(),
             have,
+            mac: envelope.mac,
+            stored_len: self.len,
         };
         let identities = identities.ok_or_else(|| no_identity(Vec::new()))?;
         let mut plain = match identities.decrypt(obj.reader) {
