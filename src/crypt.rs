@@ -91,18 +91,9 @@ impl Recipients {
                 keys.push(recipient(item)?);
                 continue;
             }
-            let path = Path::new(item);
-            let text = read_key_file(path, false)?;
-            let before = keys.len();
-            for line in key_lines(&text) {
-                keys.push(recipient(line.1)?);
-            }
-            if keys.len() == before {
-                return Err(KeyError::Empty {
-                    path: path.into(),
-                    what: "recipient",
-                });
-            }
+            keys.extend(keys_in(Path::new(item), false, "recipient", |_, line| {
+                recipient(line)
+            })?);
         }
         match keys.len() {
             0 => Err(KeyError::NoRecipients),
@@ -180,21 +171,12 @@ impl Identities {
     pub fn load(files: &[PathBuf]) -> Result<Identities, KeyError> {
         let mut keys = Vec::new();
         for path in files {
-            let text = read_key_file(path, true)?;
-            let before = keys.len();
-            for (line, key) in key_lines(&text) {
-                let identity = key.parse().map_err(|_| KeyError::BadIdentity {
+            keys.extend(keys_in(path, true, "identity", |line, key| {
+                key.parse().map_err(|_| KeyError::BadIdentity {
                     path: path.clone(),
                     line,
-                })?;
-                keys.push(identity);
-            }
-            if keys.len() == before {
-                return Err(KeyError::Empty {
-                    path: path.clone(),
-                    what: "identity",
-                });
-            }
+                })
+            })?);
         }
         Ok(Identities { keys })
     }
@@ -432,12 +414,30 @@ fn parse_mac(hex: &str) -> Option<[u8; 32]> {
     Some(mac)
 }
 
-/// The non-comment lines of a key file, with their line numbers.
-fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
+/// The keys of a key file (one per line, `#` comments and blank lines
+/// skipped), each parsed by `parse` with its line number; a file without
+/// one holds no `what`.
+fn keys_in<T>(
+    path: &Path,
+    secret: bool,
+    what: &'static str,
+    parse: impl Fn(usize, &str) -> Result<T, KeyError>,
+) -> Result<Vec<T>, KeyError> {
+    let text = read_key_file(path, secret)?;
+    let keys = text
+        .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(line, key)| parse(line, key))
+        .collect::<Result<Vec<T>, KeyError>>()?;
+    if keys.is_empty() {
+        return Err(KeyError::Empty {
+            path: path.into(),
+            what,
+        });
+    }
+    Ok(keys)
 }
 
 fn read_key_file(path: &Path, secret: bool) -> Result<String, KeyError> {

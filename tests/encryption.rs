@@ -83,14 +83,7 @@ fn an_encrypted_object_is_restored_by_hand_with_age_and_zstd_or_gunzip() {
     let dir = tempfile::tempdir().unwrap();
     let (old_key, old_pub) = keygen(dir.path(), "old.txt");
     let (new_key, new_pub) = keygen(dir.path(), "new.txt");
-    let digest_key = dir.path().join("digest.key");
-    fs::write(&digest_key, [0x5Au8; 32]).unwrap();
-    fs::set_permissions(
-        &digest_key,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let digest_key = DigestKey::load(&digest_key).unwrap();
+    let digest_key = DigestKey::load(&digest_key_file(dir.path(), "digest.key", 0x5A)).unwrap();
     let recipients = Recipients::parse(&[old_pub.clone(), new_pub.clone()]).unwrap();
     let content = segment(SEG, MIB, SYSID, 3);
 
@@ -183,10 +176,7 @@ fn the_stored_object_reader_decrypts_or_refuses_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = keygen(dir.path(), "id.txt");
     let (other, other_pub) = keygen(dir.path(), "other.txt");
-    let digest = dir.path().join("digest.key");
-    fs::write(&digest, [1u8; 32]).unwrap();
-    fs::set_permissions(&digest, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let digest = DigestKey::load(&digest).unwrap();
+    let digest = DigestKey::load(&digest_key_file(dir.path(), "digest.key", 1)).unwrap();
     let content = segment(SEG, MIB, SYSID, 5);
     let recipients = Recipients::parse(std::slice::from_ref(&public)).unwrap();
     let (site, object) = repository_with_sealed(&content, &recipients, &digest);
@@ -234,10 +224,7 @@ fn the_stored_object_reader_decrypts_or_refuses_clearly() {
 fn a_restore_without_the_identity_stops_recovery_naming_the_recipient() {
     let dir = tempfile::tempdir().unwrap();
     let (_, public) = keygen(dir.path(), "id.txt");
-    let digest = dir.path().join("digest.key");
-    fs::write(&digest, [1u8; 32]).unwrap();
-    fs::set_permissions(&digest, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let digest = DigestKey::load(&digest).unwrap();
+    let digest = DigestKey::load(&digest_key_file(dir.path(), "digest.key", 1)).unwrap();
     let content = segment(SEG, MIB, SYSID, 5);
     let recipients = Recipients::parse(std::slice::from_ref(&public)).unwrap();
     let (site, _) = repository_with_sealed(&content, &recipients, &digest);
