@@ -139,15 +139,20 @@ struct Ranged {
     pos: u64,
     /// The open range, and the offset of its next byte.
     stream: Option<(BoxStream<'static, object_store::Result<bytes::Bytes>>, u64)>,
-    /// The unread rest of the stream's last chunk, ending at the stream's offset.
+    /// The stream's last chunk, ending at the stream's offset: kept whole, so
+    /// that a reader going back within it (the stored-object reader looks at
+    /// an object's first bytes twice) needs no new request.
     chunk: bytes::Bytes,
 }
 
 impl Ranged {
-    /// The offset the unread chunk starts at, if a stream is open.
-    fn at(&self) -> Option<u64> {
-        let (_, next) = self.stream.as_ref()?;
-        next.checked_sub(self.chunk.len() as u64)
+    /// Whether the open stream can serve `pos`: from its last chunk, or as its
+    /// next byte.
+    fn serves(&self, pos: u64) -> bool {
+        self.stream.as_ref().is_some_and(|(_, next)| {
+            next.checked_sub(self.chunk.len() as u64)
+                .is_some_and(|start| start <= pos && pos <= *next)
+        })
     }
 
     fn read(
@@ -159,7 +164,7 @@ impl Ranged {
         if self.pos >= self.len || buf.is_empty() {
             return Ok(0);
         }
-        if self.at() != Some(self.pos) {
+        if !self.serves(self.pos) {
             self.chunk = bytes::Bytes::new();
             let stream = match pending.take() {
                 // The first response streams from the start.
@@ -178,10 +183,13 @@ impl Ranged {
             };
             self.stream = Some((stream, self.pos));
         }
-        while self.chunk.is_empty() {
+        loop {
             let Some((stream, next)) = self.stream.as_mut() else {
                 return Ok(0);
             };
+            if self.pos < *next {
+                break;
+            }
             match shared.block(stream.try_next())?.map_err(to_io)? {
                 Some(chunk) if *next + chunk.len() as u64 <= self.len => {
                     *next += chunk.len() as u64;
@@ -201,10 +209,18 @@ impl Ranged {
                 }
             }
         }
-        let n = buf.len().min(self.chunk.len());
-        let taken = self.chunk.split_to(n);
+        let start = self.stream.as_ref().map_or(self.pos, |(_, next)| {
+            next.saturating_sub(self.chunk.len() as u64)
+        });
+        let from = self
+            .pos
+            .checked_sub(start)
+            .and_then(|d| usize::try_from(d).ok())
+            .ok_or_else(|| io::Error::other("ranged read lost its place"))?;
+        let rest = self.chunk.get(from..).unwrap_or_default();
+        let n = buf.len().min(rest.len());
         buf.iter_mut()
-            .zip(taken.iter())
+            .zip(rest.iter())
             .for_each(|(out, b)| *out = *b);
         self.pos += n as u64;
         Ok(n)
