@@ -14,10 +14,17 @@ fn main() -> ExitCode {
         return uxwal::exit::worker("push-ahead worker", outcome);
     }
     let cli = ArchiveCli::parse();
-    uxwal::exit::panic_names(&cli.wal_name);
     uxwal::logging::init("uxwal-archive", cli.common.verbosity());
-    let outcome = cli.settings().and_then(|s| {
-        uxwal::commands::archive::run(&cli.wal_path, &cli.wal_name, &s, worker::args)
-    });
-    uxwal::exit::archive(outcome, &cli.wal_name)
+    let (Some(wal_path), Some(wal_name)) = (&cli.wal_path, &cli.wal_name) else {
+        // clap requires both unless --start-encryption is given.
+        let outcome = cli
+            .settings()
+            .and_then(|s| uxwal::commands::archive::start_encryption(&s.ship));
+        return uxwal::exit::start_encryption(outcome);
+    };
+    uxwal::exit::panic_names(wal_name);
+    let outcome = cli
+        .settings()
+        .and_then(|s| uxwal::commands::archive::run(wal_path, wal_name, &s, worker::args));
+    uxwal::exit::archive(outcome, wal_name)
 }

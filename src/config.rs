@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::background::spool;
 use crate::codec::Compression;
 use crate::commands::restore::OnError;
+use crate::crypt::KeySources;
 use crate::error::{Error, Result};
 use crate::repo::remote::{self, Scheme, StoreOptions};
 
@@ -174,9 +175,9 @@ impl ConfigFile {
         }
     }
 
-    /// Storage settings: the file's tables and limits, `deadline` from the command
-    /// line winning. Unknown store keys are an error.
-    pub fn store_options(&self, deadline: Option<u64>) -> Result<StoreOptions> {
+    /// Storage settings: the file's tables, limits and keys, `deadline` and
+    /// the keys from the command line winning. Unknown store keys are an error.
+    pub fn store_options(&self, deadline: Option<u64>, keys: &KeySources) -> Result<StoreOptions> {
         let mut o = StoreOptions::default();
         for (scheme, table, out) in [
             (Scheme::S3, &self.s3, &mut o.s3),
@@ -200,11 +201,11 @@ impl ConfigFile {
             o.retries = n;
         }
         o.keys = std::sync::Arc::new(
-            crate::crypt::Keys::load(
-                self.encrypt_to.as_deref().unwrap_or_default(),
-                self.digest_key_file.as_deref(),
-                self.identity_file.as_deref().unwrap_or_default(),
-            )
+            crate::crypt::Keys::load(&keys.clone().or(KeySources {
+                encrypt_to: self.encrypt_to.clone().unwrap_or_default(),
+                digest_key_file: self.digest_key_file.clone(),
+                identity_files: self.identity_file.clone().unwrap_or_default(),
+            }))
             .map_err(|e| Error::Config(e.to_string()))?,
         );
         if o.deadline.is_zero() || o.request_timeout.is_zero() {
@@ -322,16 +323,18 @@ mod tests {
             "deadline = 20\nretries = 1\n[s3]\nregion = \"us-east-1\"\nallow_http = true\n[azure]\nuse_emulator = true\n",
         )
         .unwrap();
-        let o = c.store_options(None).unwrap();
+        let o = c.store_options(None, &KeySources::default()).unwrap();
         assert_eq!(o.s3["allow_http"], "true");
         assert_eq!(o.deadline, Duration::from_secs(20));
         assert_eq!(
-            c.store_options(Some(5)).unwrap().deadline,
+            c.store_options(Some(5), &KeySources::default())
+                .unwrap()
+                .deadline,
             Duration::from_secs(5)
         );
         let bad: ConfigFile = toml::from_str("[s3]\nregoin = \"x\"\n").unwrap();
         assert!(bad
-            .store_options(None)
+            .store_options(None, &KeySources::default())
             .unwrap_err()
             .to_string()
             .contains("regoin"));

@@ -238,6 +238,35 @@ impl DigestKey {
     }
 }
 
+/// Where the keys of one configuration come from: recipients (or recipients
+/// files), the digest key file and identity files, as the configuration file
+/// or the command line names them. Public keys and paths only, never a
+/// secret: a background worker is handed these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySources {
+    pub encrypt_to: Vec<String>,
+    pub digest_key_file: Option<PathBuf>,
+    pub identity_files: Vec<PathBuf>,
+}
+
+impl KeySources {
+    /// Each part from `self` where it names anything, else from `fallback`
+    /// (the command line over the configuration file).
+    pub fn or(self, fallback: KeySources) -> KeySources {
+        KeySources {
+            encrypt_to: match self.encrypt_to.is_empty() {
+                true => fallback.encrypt_to,
+                false => self.encrypt_to,
+            },
+            digest_key_file: self.digest_key_file.or(fallback.digest_key_file),
+            identity_files: match self.identity_files.is_empty() {
+                true => fallback.identity_files,
+                false => self.identity_files,
+            },
+        }
+    }
+}
+
 /// The keys of one configuration: what an archive encrypts to (with the
 /// digest key its duplicates are recognised by), and what reads decrypt with.
 #[derive(Default)]
@@ -245,29 +274,31 @@ pub struct Keys {
     pub recipients: Option<Recipients>,
     pub digest: Option<DigestKey>,
     pub identities: Option<Arc<Identities>>,
+    /// Where they were loaded from.
+    pub sources: KeySources,
 }
 
 impl Keys {
-    /// Loads the keys named in a configuration file: `encrypt_to` (recipients
-    /// or recipients files), `digest_key_file` (needed with `encrypt_to`) and
-    /// `identity_file`.
-    pub fn load(
-        encrypt_to: &[String],
-        digest_key_file: Option<&Path>,
-        identity_files: &[PathBuf],
-    ) -> Result<Keys, KeyError> {
+    /// Loads the keys `sources` names: recipients or recipients files
+    /// (`encrypt_to`), the digest key (needed with them) and identities.
+    pub fn load(sources: &KeySources) -> Result<Keys, KeyError> {
+        let KeySources {
+            encrypt_to,
+            digest_key_file,
+            identity_files,
+        } = sources;
         let files = encrypt_to
             .iter()
             .filter(|item| !item.starts_with("age1"))
             .map(PathBuf::from)
-            .chain(digest_key_file.map(PathBuf::from))
+            .chain(digest_key_file.iter().cloned())
             .chain(identity_files.iter().cloned());
         for file in files {
             if !file.is_absolute() {
                 return Err(KeyError::RelativePath(file));
             }
         }
-        let recipients = match encrypt_to {
+        let recipients = match encrypt_to.as_slice() {
             [] => None,
             items => Some(Recipients::parse(items)?),
         };
@@ -276,7 +307,7 @@ impl Keys {
             (None, Some(_)) => return Err(KeyError::NoDigestKey),
             (None, None) => None,
         };
-        let identities = match identity_files {
+        let identities = match identity_files.as_slice() {
             [] => None,
             files => Some(Arc::new(Identities::load(files)?)),
         };
@@ -284,6 +315,7 @@ impl Keys {
             recipients,
             digest,
             identities,
+            sources: sources.clone(),
         })
     }
 

@@ -90,6 +90,16 @@ pub enum Error {
         stored_len: u64,
     },
 
+    /// The repository records that its WAL is encrypted, and this host is not
+    /// configured to encrypt: nothing was written.
+    #[error("repository {location} holds encrypted WAL (since {since}); configure encrypt_to and digest_key_file to archive to it")]
+    EncryptedRepository { location: String, since: String },
+
+    /// The repository holds unencrypted WAL and this host encrypts: nothing
+    /// was written, so the archive never mixes the two unannounced.
+    #[error("repository {location} holds unencrypted WAL; run `uxwal-archive --start-encryption` once with this configuration to encrypt what is archived there from now on (files archived before stay readable), or archive to a new repository")]
+    PlainRepository { location: String },
+
     /// The repository location exists but holds no uxwal repository (an empty or
     /// unmounted directory): answering "not found" here would end a recovery early.
     #[error("{location} is not a uxwal repository (no FORMAT file: not mounted, or nothing archived to it yet)")]

@@ -43,6 +43,32 @@ pub fn archive(outcome: Result<ArchiveOutcome>, wal_name: &str) -> ExitCode {
     }
 }
 
+/// Reports `uxwal-archive --start-encryption`: a line per repository on
+/// standard output, 0 when all are encrypted from now on, else 1.
+pub fn start_encryption(outcome: Result<Vec<(String, crate::repo::Started)>>) -> ExitCode {
+    use crate::repo::Started;
+    match outcome {
+        Ok(repos) => {
+            for (location, started) in repos {
+                match started {
+                    Started::Now(marker) => println!(
+                        "{location}: WAL archived from now on is encrypted (to {})",
+                        marker.recipients.join(", ")
+                    ),
+                    Started::Already(marker) => {
+                        println!("{location}: encrypted already, since {}", marker.since)
+                    }
+                }
+            }
+            ExitCode::from(SUCCESS)
+        }
+        Err(e) => {
+            tracing::error!("--start-encryption: {e}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
 /// Maps a restore outcome to its exit code under `policy`, logging the error line.
 pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy, wal_name: &str) -> ExitCode {
     match outcome {

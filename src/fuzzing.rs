@@ -265,7 +265,7 @@ pub fn config(data: &[u8]) {
     let Ok(config) = ConfigFile::parse_str(text, "uxwal.toml") else {
         return;
     };
-    let _ = config.store_options(None);
+    let _ = config.store_options(None, &Default::default());
     let _ = config.repos(&[]);
     let _ = config.repo(&[]);
 }
@@ -580,7 +580,7 @@ mod tests {
         assert!(push_ahead::PushedEntry::parse(record, &first.parse().unwrap()).is_some());
         let config = String::from_utf8(seed("config", "s3")).unwrap();
         let config = ConfigFile::parse_str(&config, "s3").unwrap();
-        assert!(config.store_options(None).is_ok());
+        assert!(config.store_options(None, &Default::default()).is_ok());
         let entry = seed("spool_entry", "segment-1mib");
         let (head, tail) = entry.split_at(entry.len() - prefetch::ENTRY_TRAILER_LEN);
         assert!(prefetch::parse_entry_trailer(tail.try_into().unwrap()).is_some());

@@ -459,3 +459,99 @@ fn rotation_round_trip_azure() {
     site.env = az.env();
     rotation_round_trip(&site);
 }
+
+/// A repository is plain or encrypted, and says which (its `ENCRYPTION`
+/// object): an encrypting host refuses a plain repository and a plain host an
+/// encrypted one, until `uxwal-archive --start-encryption` converts it going
+/// forward; what was archived before stays readable. Keys given on the
+/// command line (`--encrypt-to`, `--digest-key-file`, `--identity`).
+fn mixing_is_refused_until_encryption_is_started(
+    site: &Site,
+    options: uxwal::repo::remote::StoreOptions,
+) {
+    let keys = site.dir.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (identity, public) = keygen(&keys, "id.txt");
+    let digest = digest_key_file(&keys, "digest.key", 0x44);
+    let encrypting = format!(
+        "--encrypt-to {public} --digest-key-file {}",
+        digest.display()
+    );
+    let reading = format!("--identity {} --prefetch 0", identity.display());
+    let (a, b, c) = (
+        "000000010000000000000001",
+        "000000010000000000000002",
+        "000000010000000000000003",
+    );
+    for (seed, name) in [a, b, c].into_iter().enumerate() {
+        site.write_wal(name, &segment(name, MIB, SYSID, seed as u64));
+    }
+    let ran = site.archive(a, "");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+
+    // Encrypted WAL into the plain repository: refused, nothing stored.
+    let ran = site.archive(b, &encrypting);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("unencrypted WAL")
+            && ran.stderr.contains("--start-encryption")
+            && ran.stderr.contains(b),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    let restored_b = site.restore(b, &reading);
+    assert_eq!(restored_b.code, 1, "not archived: {}", restored_b.stderr);
+
+    // Converted going forward: told once, and again when already done.
+    let start = format!("\"$ARCHIVE\" --repo \"$REPO\" --start-encryption {encrypting}");
+    let ran = site.sh(&start, "", "");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("from now on is encrypted") && ran.stdout.contains(&public),
+        "{}",
+        ran.stdout
+    );
+    let ran = site.sh(&start, "", "");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stdout.contains("encrypted already"), "{}", ran.stdout);
+    let marker = Repository::open_with(&site.location, &options)
+        .unwrap()
+        .recorded()
+        .unwrap()
+        .encryption
+        .expect("the repository records its encryption");
+    assert_eq!(marker.recipients, vec![public.clone()]);
+
+    let ran = site.archive(b, &encrypting);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // Plain WAL into the encrypted repository: refused.
+    let ran = site.archive(c, "");
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("holds encrypted WAL") && ran.stderr.contains("encrypt_to"),
+        "{}",
+        ran.stderr
+    );
+    // Both generations restore with the identity; the old one without it too.
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    for (name, seed, with) in [(a, 0, &reading), (b, 1, &reading), (a, 0, &String::new())] {
+        let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+        let ran = site.restore(name, with);
+        assert_eq!(ran.code, 0, "{name}: {}", ran.stderr);
+        assert!(site.restored().unwrap() == segment(name, MIB, SYSID, seed));
+    }
+    let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+    assert_eq!(site.restore(b, "--prefetch 0").code, 200);
+}
+
+#[test]
+fn mixing_plain_and_encrypted_is_refused_local_directory() {
+    mixing_is_refused_until_encryption_is_started(&Site::new(), Default::default());
+}
+
+#[test]
+fn mixing_plain_and_encrypted_is_refused_s3() {
+    let s3 = common::servers::S3::start("walbucket");
+    mixing_is_refused_until_encryption_is_started(&s3.site("mixing"), s3.store_options());
+}

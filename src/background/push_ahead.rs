@@ -127,7 +127,7 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
     // Checked once per run, before the first push; a repository that has no
     // identity yet (a new one) gets it from the first segment stored there,
     // and every later file uses it (see `push_one`).
-    let checked = Mutex::new(CheckedRepos::check(&ship::open_repos(settings)?)?);
+    let checked = Mutex::new(CheckedRepos::check(&ship::open_repos(settings)?, settings)?);
     loop {
         let claimed = push_ready(&spool, settings, &checked, threads);
         if signals::stop_requested() {

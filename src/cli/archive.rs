@@ -13,8 +13,10 @@ use crate::pipeline::ship;
 
 const ARCHIVE_EXIT: &str = "\
 Exit status:
-  0  archived and durable (also when the archive already holds identical content)
+  0  archived and durable (also when the archive already holds identical content);
+     with --start-encryption: every repository is encrypted from now on
   1  not archived; the database keeps the file and retries
+     (--start-encryption: a repository could not be marked)
   2  invalid command line
 
 Configuration: archive_command = 'uxwal-archive --repo /mnt/wal %p %f'";
@@ -51,13 +53,21 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
+    /// Instead of archiving a file: start encrypting each repository (encrypt_to or
+    /// --encrypt-to must be set), so that WAL archived from now on is encrypted;
+    /// files archived before stay readable as they are. Run once, by hand, before
+    /// archive_command starts encrypting (it refuses to mix plain and encrypted WAL
+    /// unannounced). Prints what it did per repository.
+    #[arg(long, conflicts_with_all = ["wal_path", "wal_name", "parallel"])]
+    pub start_encryption: bool,
+
     /// The file to archive (%p), relative to the current directory (the data directory).
-    #[arg(value_name = "WAL_PATH")]
-    pub wal_path: PathBuf,
+    #[arg(value_name = "WAL_PATH", required_unless_present = "start_encryption")]
+    pub wal_path: Option<PathBuf>,
 
     /// Its name (%f).
-    #[arg(value_name = "WAL_NAME")]
-    pub wal_name: String,
+    #[arg(value_name = "WAL_NAME", required_unless_present = "start_encryption")]
+    pub wal_name: Option<String>,
 }
 
 /// How archived files are compressed: the flags of `uxwal-archive` and of its
@@ -111,7 +121,7 @@ pub(super) fn settings(
     Ok(archive::Settings {
         ship: ship::Settings {
             repos: absolute_repos(common, &file)?,
-            store: file.store_options(common.deadline)?,
+            store: file.store_options(common.deadline, &common.keys())?,
             compression,
             level,
         },

@@ -104,7 +104,7 @@ impl CleanupCli {
     pub fn settings(&self) -> Result<cleanup::Settings> {
         let usage = |m: &str| Error::Usage(m.to_owned());
         let file = ConfigFile::load(self.common.config.as_deref())?;
-        let store = file.store_options(self.common.deadline)?;
+        let store = file.store_options(self.common.deadline, &self.common.keys())?;
         let configured = || -> Result<Option<String>> {
             if self.common.repo.is_empty() && file.repo.is_none() {
                 return Ok(None);

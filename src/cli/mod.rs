@@ -39,6 +39,23 @@ pub struct Common {
     #[arg(long, env = "UXWAL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Encrypt archived files to this age recipient (age1...) or to the recipients
+    /// in this file (absolute path); repeatable (uxwal-archive) [default: encrypt_to
+    /// in the file].
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+
+    /// The digest key file (absolute path, mode 0600) that identical duplicates of
+    /// encrypted files are recognised by; needed with --encrypt-to (uxwal-archive)
+    /// [default: digest_key_file in the file].
+    #[arg(long, value_name = "FILE")]
+    pub digest_key_file: Option<PathBuf>,
+
+    /// age identity file (absolute path, mode 0600) that encrypted files are read with;
+    /// repeatable, so that keys can rotate [default: identity_file in the file].
+    #[arg(long, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+
     /// Print errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -49,6 +66,15 @@ pub struct Common {
 }
 
 impl Common {
+    /// The keys the command line names (see [`crate::crypt::KeySources`]).
+    pub fn keys(&self) -> crate::crypt::KeySources {
+        crate::crypt::KeySources {
+            encrypt_to: self.encrypt_to.clone(),
+            digest_key_file: self.digest_key_file.clone(),
+            identity_files: self.identity.clone(),
+        }
+    }
+
     pub fn verbosity(&self) -> Verbosity {
         match (self.quiet, self.verbose) {
             (true, _) => Verbosity::Quiet,

@@ -84,7 +84,7 @@ pub(super) fn settings(
 ) -> Result<restore::Settings> {
     Ok(restore::Settings {
         repos: absolute_repos(common, file)?,
-        store: file.store_options(common.deadline)?,
+        store: file.store_options(common.deadline, &common.keys())?,
         prefetch: prefetch_depth(prefetch, file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
         spool_max_bytes: spool_max_bytes(file)?,

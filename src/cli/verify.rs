@@ -82,9 +82,10 @@ impl VerifyCli {
         let repo = file.repo(&self.common.repo)?;
         // The file's `deadline` is sized for one WAL file; reading a whole archive
         // gets its own default, and only an explicit --deadline shortens it.
-        let store = file.store_options(Some(
-            self.common.deadline.unwrap_or(OBJECT_STORE_DEADLINE_SECS),
-        ))?;
+        let store = file.store_options(
+            Some(self.common.deadline.unwrap_or(OBJECT_STORE_DEADLINE_SECS)),
+            &self.common.keys(),
+        )?;
         let backup = self.backup.as_ref().map(|b| match b.as_str() {
             "newest" => BackupSelector::Newest,
             label => BackupSelector::Label(label.to_owned()),

@@ -122,6 +122,7 @@ pub fn args(job: &WorkerJob<'_>, lock_fd: RawFd) -> Vec<OsString> {
             out.flag(PREFETCH_WORKER_ARG);
             out.value("--prefetch", job.depth.to_string());
             out.common(&job.spool_dir, job.store.deadline, [&job.location]);
+            out.keys(&job.store.keys.sources);
             out.config(job.config_file.as_ref());
         }
         WorkerJob::PushAhead(job) => {
@@ -131,6 +132,7 @@ pub fn args(job: &WorkerJob<'_>, lock_fd: RawFd) -> Vec<OsString> {
             out.value("--compress", job.ship.compression.to_string());
             out.value("--level", job.ship.level.to_string());
             out.common(&job.spool_dir, job.ship.store.deadline, &job.ship.repos);
+            out.keys(&job.ship.store.keys.sources);
             out.config(job.config_file.as_ref());
         }
     }
@@ -165,6 +167,20 @@ impl Args {
         self.flag("--quiet");
         for repo in repos {
             self.value("--repo", repo);
+        }
+    }
+
+    /// The keys the call used, so that the worker loads the same ones (the
+    /// command line's win over the configuration file's there too).
+    fn keys(&mut self, keys: &crate::crypt::KeySources) {
+        for recipient in &keys.encrypt_to {
+            self.value("--encrypt-to", recipient);
+        }
+        if let Some(file) = &keys.digest_key_file {
+            self.value("--digest-key-file", file);
+        }
+        for file in &keys.identity_files {
+            self.value("--identity", file);
         }
     }
 

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use crate::background::push_ahead;
 pub use crate::background::push_ahead::{run_worker as run_push_ahead_worker, Job as PushAheadJob};
 pub use crate::background::{Launcher, WorkerJob};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::ship;
 pub use crate::pipeline::ship::ArchiveOutcome;
 use crate::repo::remote::Scheme;
+use crate::repo::{Repository, Started};
 use crate::wal::name::WalName;
 
 /// How to archive.
@@ -70,4 +71,21 @@ pub fn run(
     }
     let repos = ship::open_repos(&settings.ship)?;
     ship::archive_file(&repos, wal_path, &name, &settings.ship).map(|shipped| shipped.outcome)
+}
+
+/// `uxwal-archive --start-encryption`: marks every repository of `settings`
+/// encrypted from now on ([`Repository::start_encryption`]), one after the
+/// other. Returns each repository with what was found or done.
+pub fn start_encryption(settings: &ship::Settings) -> Result<Vec<(String, Started)>> {
+    let recipients = settings.store.keys.recipients.as_ref().ok_or_else(|| {
+        Error::Config("--start-encryption needs recipients: set encrypt_to or --encrypt-to".into())
+    })?;
+    settings
+        .repos
+        .iter()
+        .map(|location| {
+            let repo = Repository::open_with(location, &settings.store)?;
+            Ok((repo.describe(), repo.start_encryption(recipients)?))
+        })
+        .collect()
 }

@@ -16,10 +16,11 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 use crate::codec::digest::{self, PumpError, CHUNK};
 use crate::codec::{Compression, Encoder, Trailer};
-use crate::crypt::Keys;
+use crate::crypt::{DigestKey, Keys, Recipients};
 use crate::error::{Error, Result};
 use crate::repo::remote::StoreOptions;
 use crate::repo::{identity, Identity, PutOutcome, Repository};
@@ -96,15 +97,14 @@ pub struct CheckedRepos {
 }
 
 impl CheckedRepos {
-    /// Checks (creating it when the repository is new) each repository's FORMAT
-    /// and reads its identity.
-    pub fn check(repos: &[Repository]) -> Result<CheckedRepos> {
+    /// Checks (creating it when the repository is new) each repository's
+    /// FORMAT and encryption, and reads its identity
+    /// ([`Repository::prepare_archive`]).
+    pub fn check(repos: &[Repository], settings: &Settings) -> Result<CheckedRepos> {
+        let encrypting = settings.store.keys.recipients.as_ref();
         let identities = repos
             .iter()
-            .map(|repo| {
-                repo.ensure_format()?;
-                repo.identity()
-            })
+            .map(|repo| Ok(repo.prepare_archive(encrypting)?.identity))
             .collect::<Result<_>>()?;
         Ok(CheckedRepos { identities })
     }
@@ -147,16 +147,18 @@ pub fn archive_file_checked(
 
     let mut identities = Vec::with_capacity(repos.len());
     for (i, repo) in repos.iter().enumerate() {
-        let known = match checked {
-            Some(checked) => checked.identities.get(i).copied().flatten(),
+        // What the repository records, read now (one round trip on object
+        // storage) or known from the worker's check.
+        let (known, fresh) = match checked {
+            Some(checked) => (checked.identities.get(i).copied().flatten(), false),
             None => {
-                repo.ensure_format()?;
-                None
+                let encrypting = settings.store.keys.recipients.as_ref();
+                (repo.prepare_archive(encrypting)?.identity, true)
             }
         };
         identities.push(match *name {
             WalName::Segment(segment) | WalName::Partial(segment) => {
-                Some(check_segment(repo, name, segment, &buf, len, known)?)
+                Some(check_segment(repo, name, segment, &buf, len, known, fresh)?)
             }
             _ => known,
         });
@@ -187,64 +189,65 @@ pub fn archive_file_checked(
     };
     let out = io::BufWriter::with_capacity(CHUNK, tee);
     let keys = &settings.store.keys;
-    let out = match (&keys.recipients, &keys.digest) {
-        (Some(recipients), Some(digest)) => {
-            // The keyed digest goes in the header, before the payload: a first
-            // pass hashes the file (the second, below, must agree).
-            let (sha256, size) = hash_at(&source).map_err(source_error)?;
-            let sealed = recipients
-                .encrypt(out, &digest.mac(&sha256, size))
-                .map_err(|e| write_error(TeeError::from_io(e)))?;
-            Sink::Sealed(sealed, sha256)
-        }
-        _ => Sink::Plain(out),
-    };
-    let mut encoder = Encoder::new(out, settings.compression, settings.level)
-        .map_err(|e| write_error(TeeError::first(e)))?;
-    let mut stream = |chunk: &[u8]| {
-        // Abandoning here publishes nothing: the staged objects are dropped unseen.
-        if crate::signals::stop_requested() {
-            return Err(source_error(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "stopped by a shutdown signal before it was archived",
-            )));
-        }
-        encoder
-            .write_all(chunk)
-            .map_err(|e| write_error(TeeError::from_io(e)))
-    };
-    let (sha256, total) =
-        digest::hash_alongside(&mut source, buf, &mut stream).map_err(|e| match e {
-            PumpError::Read(e) => source_error(e),
-            PumpError::Consume(e) => e,
-        })?;
-    if total != len {
-        return Err(Error::SourceChanged {
+    let mut reader = &source;
+    // Scoped: an encrypted object's first hashing pass runs on its own thread
+    // while this one compresses (see `Held`).
+    let (trailer, tee) = std::thread::scope(|scope| {
+        let out = match (&keys.recipients, &keys.digest) {
+            (Some(recipients), Some(digest)) => {
+                Sink::Held(Held::start(scope, &source, out, recipients, digest))
+            }
+            _ => Sink::Plain(out),
+        };
+        let out_error = |e: io::Error| match e.get_ref().and_then(|i| i.downcast_ref::<FirstPass>())
+        {
+            Some(_) => source_error(e),
+            None => write_error(TeeError::from_io(e)),
+        };
+        let mut encoder = Encoder::new(out, settings.compression, settings.level)
+            .map_err(|e| write_error(TeeError::first(e)))?;
+        let mut stream = |chunk: &[u8]| {
+            // Abandoning here publishes nothing: the staged objects are dropped unseen.
+            if crate::signals::stop_requested() {
+                return Err(source_error(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "stopped by a shutdown signal before it was archived",
+                )));
+            }
+            encoder.write_all(chunk).map_err(out_error)
+        };
+        let (sha256, total) =
+            digest::hash_alongside(&mut reader, buf, &mut stream).map_err(|e| match e {
+                PumpError::Read(e) => source_error(e),
+                PumpError::Consume(e) => e,
+            })?;
+        let changed = || Error::SourceChanged {
             path: wal_path.to_path_buf(),
             expected: len,
             actual: total,
-        });
-    }
-    let trailer = Trailer {
-        sha256,
-        size: total,
-    };
-    let sink = encoder
-        .finish(&trailer)
-        .map_err(|e| write_error(TeeError::from_io(e)))?;
-    if let Sink::Sealed(_, first) = &sink {
-        if *first != sha256 {
-            return Err(Error::SourceChanged {
-                path: wal_path.to_path_buf(),
-                expected: len,
-                actual: total,
-            });
+        };
+        if total != len {
+            return Err(changed());
         }
-    }
-    let tee = sink
-        .finish()
-        .and_then(|out| out.into_inner().map_err(|e| e.into_error()))
-        .map_err(|e| write_error(TeeError::from_io(e)))?;
+        let trailer = Trailer {
+            sha256,
+            size: total,
+        };
+        let (out, first) = encoder
+            .finish(&trailer)
+            .map_err(out_error)?
+            .finish()
+            .map_err(out_error)?;
+        // Both passes read the same bytes, or the file changed under us.
+        if first.is_some_and(|first| first != (sha256, total)) {
+            return Err(changed());
+        }
+        let tee = out
+            .into_inner()
+            .map_err(|e| write_error(TeeError::from_io(e.into_error())))?;
+        Ok((trailer, tee))
+    })?;
+    let (sha256, total) = (trailer.sha256, trailer.size);
     let written = tee.written;
     drop(tee);
 
@@ -291,40 +294,165 @@ pub fn archive_file_checked(
 }
 
 /// Where the encoder's output goes: straight to the repositories, or through
-/// age encryption (with the SHA-256 of the first pass over the source).
-enum Sink<W: Write> {
+/// age encryption once the first pass's digest is known.
+enum Sink<'s, W: Write> {
     Plain(W),
-    Sealed(age::stream::StreamWriter<W>, [u8; 32]),
+    Held(Held<'s, W>),
 }
 
-impl<W: Write> Sink<W> {
-    /// Ends the encryption, if any: the output, complete.
-    fn finish(self) -> io::Result<W> {
+impl<W: Write> Sink<'_, W> {
+    /// Ends the encryption, if any: the output, complete, and the SHA-256 and
+    /// length the first pass read.
+    fn finish(self) -> io::Result<(W, Option<Hashed>)> {
         match self {
-            Sink::Plain(w) => Ok(w),
-            Sink::Sealed(w, _) => w.finish(),
+            Sink::Plain(w) => Ok((w, None)),
+            Sink::Held(held) => held.finish().map(|(w, first)| (w, Some(first))),
         }
     }
 }
 
-impl<W: Write> Write for Sink<W> {
+impl<W: Write> Write for Sink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::Plain(w) => w.write(buf),
-            Sink::Sealed(w, _) => w.write(buf),
+            Sink::Held(w) => w.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::Plain(w) => w.flush(),
-            Sink::Sealed(w, _) => w.flush(),
+            Sink::Held(w) => w.flush(),
         }
     }
 }
 
-/// SHA-256 and length of the first `len` bytes of `file`, read at their
-/// offsets (the file position is left alone).
-fn hash_at(file: &File) -> io::Result<([u8; 32], u64)> {
+/// The SHA-256 and length of what a pass read.
+type Hashed = ([u8; 32], u64);
+
+/// Most compressed bytes held back while the first pass still hashes.
+const HOLD_MAX: usize = 8 << 20;
+
+/// Age encryption whose header must carry the keyed digest of the whole file
+/// before any payload. A first pass hashes the file on its own thread; the
+/// compressed output meanwhile is held in memory (at most [`HOLD_MAX`], then
+/// the writer waits), and goes out encrypted once the digest is known. So the
+/// first pass costs no wall time next to compressing, and the second pass's own
+/// hash still checks that both read the same bytes.
+struct Held<'s, W: Write> {
+    stage: Stage<W>,
+    first: mpsc::Receiver<io::Result<Hashed>>,
+    recipients: &'s Recipients,
+    digest: &'s DigestKey,
+    /// What the first pass read, once it is done.
+    hashed: Option<Hashed>,
+}
+
+enum Stage<W: Write> {
+    Holding(W, Vec<u8>),
+    Sealed(age::stream::StreamWriter<W>),
+    /// Sealing failed; the error was returned.
+    Failed,
+}
+
+/// The first hashing pass failed: an error of the source, not the output.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FirstPass(String);
+
+impl<'s, W: Write> Held<'s, W> {
+    fn start<'e>(
+        scope: &'s std::thread::Scope<'s, 'e>,
+        source: &'s File,
+        out: W,
+        recipients: &'s Recipients,
+        digest: &'s DigestKey,
+    ) -> Self {
+        let (done, first) = mpsc::sync_channel(1);
+        let inline = done.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sha256-first".into())
+            .spawn_scoped(scope, move || {
+                let _ = done.send(hash_at(source));
+            });
+        if let Err(e) = spawned {
+            // No thread to be had (a process limit): the first pass here, first.
+            tracing::debug!("first hashing pass on the calling thread: cannot start one ({e})");
+            let _ = inline.send(hash_at(source));
+        }
+        Held {
+            stage: Stage::Holding(out, Vec::new()),
+            first,
+            recipients,
+            digest,
+            hashed: None,
+        }
+    }
+
+    /// Writes the header and what is held once the first pass is done (waiting
+    /// for it when `wait`).
+    fn seal(&mut self, wait: bool) -> io::Result<()> {
+        if !matches!(self.stage, Stage::Holding(..)) {
+            return Ok(());
+        }
+        let stopped = || io::Error::other(FirstPass("the first hashing pass stopped".into()));
+        let hashed = match wait {
+            true => self.first.recv().map_err(|_| stopped())?,
+            false => match self.first.try_recv() {
+                Ok(hashed) => hashed,
+                Err(mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
+            },
+        };
+        let (sha256, size) =
+            hashed.map_err(|e| io::Error::new(e.kind(), FirstPass(e.to_string())))?;
+        self.hashed = Some((sha256, size));
+        let Stage::Holding(out, held) = std::mem::replace(&mut self.stage, Stage::Failed) else {
+            return Ok(());
+        };
+        let mut sealed = self
+            .recipients
+            .encrypt(out, &self.digest.mac(&sha256, size))?;
+        sealed.write_all(&held)?;
+        self.stage = Stage::Sealed(sealed);
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<(W, Hashed)> {
+        self.seal(true)?;
+        match (self.stage, self.hashed) {
+            (Stage::Sealed(sealed), Some(hashed)) => Ok((sealed.finish()?, hashed)),
+            _ => Err(io::Error::other("encryption failed earlier")),
+        }
+    }
+}
+
+impl<W: Write> Write for Held<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.seal(false)?;
+        if let Stage::Holding(_, held) = &mut self.stage {
+            if held.len() + buf.len() <= HOLD_MAX {
+                held.extend_from_slice(buf);
+                return Ok(buf.len());
+            }
+            self.seal(true)?;
+        }
+        match &mut self.stage {
+            Stage::Sealed(sealed) => sealed.write(buf),
+            _ => Err(io::Error::other("encryption failed earlier")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.stage {
+            Stage::Sealed(sealed) => sealed.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// SHA-256 and length of `file`'s bytes, read at their offsets (the file
+/// position, which the second pass uses, is left alone).
+fn hash_at(file: &File) -> io::Result<Hashed> {
     use sha2::Digest;
     use std::os::unix::fs::FileExt;
     let mut hasher = sha2::Sha256::new();
@@ -398,8 +526,9 @@ impl Write for Tee<'_> {
 }
 
 /// Checks the page header against the name and the file against the archive identity
-/// (`known`, else read from `repo`), recording the identity when this is the
-/// archive's first segment. Returns the archive's identity.
+/// (`known`; when none is known and `fresh` is false, read from `repo`), recording
+/// the identity when this is the archive's first segment. Returns the archive's
+/// identity.
 fn check_segment(
     repo: &Repository,
     name: &WalName,
@@ -407,9 +536,11 @@ fn check_segment(
     head: &[u8],
     len: u64,
     known: Option<Identity>,
+    fresh: bool,
 ) -> Result<Identity> {
     let recorded = match known {
         Some(identity) => Some(identity),
+        None if fresh => None,
         None => repo.identity()?,
     };
     let mine = identity::identity_of(head, segment, len, recorded.map(|i| i.page_magic)).map_err(

@@ -5,6 +5,7 @@
 //! ```text
 //! FORMAT                         format version; created by the first archive
 //! IDENTITY                       system identifier, segment size, page magic
+//! ENCRYPTION                     present when WAL archived here is encrypted
 //! wal/<TTTTTTTTLLLLLLLL>/<name>  segments, .partial and .backup files
 //! history/<TTTTTTTT>.history     timeline history files
 //! ```
@@ -40,6 +41,7 @@ const PROBE_PREFIX: &str = "tmp/create-probe.";
 /// Age at which a probe object is a killed run's leftover.
 const PROBE_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 const IDENTITY_KEY: &str = "IDENTITY";
+const ENCRYPTION_KEY: &str = "ENCRYPTION";
 /// `FORMAT` and `IDENTITY` are a few lines of TOML; a longer object is not one.
 const MAX_METADATA: u64 = 64 * 1024;
 
@@ -83,13 +85,17 @@ pub struct Listed {
 pub enum Entry {
     /// An archived WAL file at its proper key.
     Wal(WalName),
-    /// `FORMAT` or `IDENTITY`: never removed.
+    /// `FORMAT`, `IDENTITY` or `ENCRYPTION`: never removed.
     Metadata,
     /// A staging file (a writer's, or one a crash left behind), or the staging lock.
     Staging,
     /// Anything else: not written by uxwal, or in the wrong place.
     Unknown,
 }
+
+/// A small object read whole ([`Backend::read_small`]): its length, and its
+/// bytes when that is within the bound asked for (else empty, unread).
+pub type Small = (u64, Vec<u8>);
 
 /// One kind of storage.
 pub trait Backend {
@@ -103,6 +109,24 @@ pub trait Backend {
     /// exist. Cheap (metadata or a HEAD request): push-ahead confirms with it that an
     /// object it recorded is still there without downloading it.
     fn stat(&self, key: &str) -> io::Result<Option<u64>>;
+    /// Reads each of several small objects whole: its length and, when that is
+    /// at most `max`, its bytes (a longer one is not read). `Ok(None)` only when
+    /// the storage says it does not exist. Object stores send the requests at
+    /// once, so the metadata of a repository costs one round trip.
+    fn read_small(&self, keys: &[&str], max: u64) -> Vec<io::Result<Option<Small>>> {
+        keys.iter()
+            .map(|key| {
+                let Some(mut obj) = self.get(key)? else {
+                    return Ok(None);
+                };
+                let mut bytes = Vec::new();
+                if obj.len <= max {
+                    obj.reader.by_ref().take(max).read_to_end(&mut bytes)?;
+                }
+                Ok(Some((obj.len, bytes)))
+            })
+            .collect()
+    }
     /// Makes an object that already exists durable (for duplicates found on archive).
     fn make_durable(&self, key: &str) -> io::Result<()>;
     /// Every object whose key starts with `prefix` (`""`: all), in no particular
@@ -124,6 +148,52 @@ pub trait Backend {
 #[serde(deny_unknown_fields)]
 struct FormatFile {
     format_version: u32,
+}
+
+/// The `ENCRYPTION` object: WAL archived to the repository since `since` is
+/// encrypted (age); files archived before stay as they were. It holds public
+/// keys only, and is never replaced or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// `"age"`, the only scheme this uxwal writes; any other is refused.
+    pub scheme: String,
+    /// When encryption started (UTC, `YYYY-MM-DDTHH:MM:SSZ`); for people.
+    pub since: String,
+    /// The recipients the first encrypted WAL went to (each object's header
+    /// names its own).
+    pub recipients: Vec<String>,
+}
+
+impl Encryption {
+    fn to_toml(&self) -> String {
+        let quoted: Vec<String> = self.recipients.iter().map(|r| format!("{r:?}")).collect();
+        format!(
+            "# WAL archived here since then is encrypted to age recipients (docs/FORMAT.md)\n\
+             scheme = {:?}\nsince = {:?}\nrecipients = [{}]\n",
+            self.scheme,
+            self.since,
+            quoted.join(", ")
+        )
+    }
+}
+
+/// What a repository records of itself ([`Repository::recorded`]).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Whether `FORMAT` exists (its version is checked when it does).
+    pub is_repository: bool,
+    pub identity: Option<Identity>,
+    pub encryption: Option<Encryption>,
+}
+
+/// What [`Repository::start_encryption`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// The marker was written now.
+    Now(Encryption),
+    /// The repository was encrypted already.
+    Already(Encryption),
 }
 
 /// A repository opened from a location.
@@ -268,7 +338,7 @@ impl Repository {
 
     /// What `key` is in the layout.
     pub fn classify(key: &str) -> Entry {
-        if key == FORMAT_KEY || key == IDENTITY_KEY {
+        if key == FORMAT_KEY || key == IDENTITY_KEY || key == ENCRYPTION_KEY {
             return Entry::Metadata;
         }
         if key.starts_with("tmp/") {
@@ -407,6 +477,122 @@ impl Repository {
         }
     }
 
+    /// `FORMAT`, `IDENTITY` and `ENCRYPTION`, read at once (one round trip
+    /// on object storage), each checked.
+    pub fn recorded(&self) -> Result<Recorded> {
+        let keys = [FORMAT_KEY, IDENTITY_KEY, ENCRYPTION_KEY];
+        let mut texts = Vec::with_capacity(keys.len());
+        for (key, read) in keys
+            .iter()
+            .zip(self.backend.read_small(&keys, MAX_METADATA))
+        {
+            texts.push(
+                match read.map_err(|e| self.storage_error("read", key, e))? {
+                    None => None,
+                    Some((len, _)) if len > MAX_METADATA => {
+                        return Err(Error::BadMetadata {
+                            key: (*key).into(),
+                            reason: format!("{len} bytes: longer than any uxwal metadata"),
+                        })
+                    }
+                    Some((_, bytes)) => {
+                        Some(String::from_utf8(bytes).map_err(|_| Error::BadMetadata {
+                            key: (*key).into(),
+                            reason: "not UTF-8 text".into(),
+                        })?)
+                    }
+                },
+            );
+        }
+        let mut texts = texts.into_iter();
+        let (format, identity, encryption) = (
+            texts.next().flatten(),
+            texts.next().flatten(),
+            texts.next().flatten(),
+        );
+        if let Some(text) = &format {
+            self.parse_format(text)?;
+        }
+        Ok(Recorded {
+            is_repository: format.is_some(),
+            identity: identity
+                .map(|t| parse_metadata(IDENTITY_KEY, &t))
+                .transpose()?,
+            encryption: encryption.map(|t| self.parse_encryption(&t)).transpose()?,
+        })
+    }
+
+    fn parse_encryption(&self, text: &str) -> Result<Encryption> {
+        let marker: Encryption = parse_metadata(ENCRYPTION_KEY, text)?;
+        if marker.scheme != "age" {
+            return Err(Error::BadMetadata {
+                key: ENCRYPTION_KEY.into(),
+                reason: format!(
+                    "encryption scheme {:?}: this uxwal reads \"age\" only",
+                    marker.scheme.chars().take(40).collect::<String>()
+                ),
+            });
+        }
+        Ok(marker)
+    }
+
+    /// Makes the repository ready to take WAL, creating it when new, and
+    /// checks that it is encrypted exactly when this host encrypts
+    /// (`encrypting`: the recipients it encrypts to). Returns what it records.
+    /// A new repository archived to with encryption is encrypted from its
+    /// first file (`ENCRYPTION` is written before `FORMAT`, so a crash
+    /// between the two leaves it encrypted).
+    pub fn prepare_archive(
+        &self,
+        encrypting: Option<&crate::crypt::Recipients>,
+    ) -> Result<Recorded> {
+        let mut recorded = self.recorded()?;
+        if !recorded.is_repository {
+            self.probe_create_refused()?;
+            if let (Some(recipients), None) = (encrypting, &recorded.encryption) {
+                self.put_small(ENCRYPTION_KEY, &marker_for(recipients).to_toml())?;
+            }
+            let text = format!("format_version = {FORMAT_VERSION}\n");
+            self.put_small(FORMAT_KEY, &text)?;
+            // Another writer may have created either meanwhile: theirs counts.
+            recorded = self.recorded()?;
+        }
+        match (&recorded.encryption, encrypting) {
+            (Some(marker), None) => Err(Error::EncryptedRepository {
+                location: self.describe(),
+                since: marker.since.clone(),
+            }),
+            (None, Some(_)) => Err(Error::PlainRepository {
+                location: self.describe(),
+            }),
+            _ => Ok(recorded),
+        }
+    }
+
+    /// Starts encrypting a repository that holds unencrypted WAL: files
+    /// archived from now on are encrypted to `recipients`, and the ones there
+    /// stay readable as they are. Creates the repository when new.
+    pub fn start_encryption(&self, recipients: &crate::crypt::Recipients) -> Result<Started> {
+        if let Some(marker) = self.recorded()?.encryption {
+            return Ok(Started::Already(marker));
+        }
+        let marker = marker_for(recipients);
+        let started = match self.put_small(ENCRYPTION_KEY, &marker.to_toml())? {
+            PutOutcome::Created => Started::Now(marker),
+            PutOutcome::AlreadyExists => match self.recorded()?.encryption {
+                Some(theirs) => Started::Already(theirs),
+                None => {
+                    return Err(Error::BadMetadata {
+                        key: ENCRYPTION_KEY.into(),
+                        reason: "exists but cannot be read".into(),
+                    })
+                }
+            },
+        };
+        self.ensure_format()?;
+        Ok(started)
+    }
+
     /// The recorded identity, if any segment was archived yet.
     pub fn identity(&self) -> Result<Option<Identity>> {
         let Some(text) = self.get_small(IDENTITY_KEY)? else {
@@ -433,8 +619,61 @@ impl Repository {
     }
 }
 
+/// The `ENCRYPTION` object for a repository starting now with `recipients`.
+fn marker_for(recipients: &crate::crypt::Recipients) -> Encryption {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Encryption {
+        scheme: "age".into(),
+        since: utc(secs),
+        recipients: recipients.names(),
+    }
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the proleptic Gregorian
+/// calendar, by days since 1970-01-01 counted in 400-year eras).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+fn parse_metadata<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::BadMetadata {
+        key: key.into(),
+        reason: one_line(&e.to_string()),
+    })
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_in_utc() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_169_599), "2026-12-01T23:59:59Z");
+        assert_eq!(utc(4_107_542_400), "2100-03-01T00:00:00Z");
+    }
 }
 
 #[cfg(test)]

@@ -109,6 +109,13 @@ fn to_io(e: object_store::Error) -> io::Error {
     io::Error::new(kind, e)
 }
 
+/// The same failure for each of `n` requests sent together.
+fn each_failed<T>(n: usize, e: &io::Error) -> Vec<io::Result<T>> {
+    (0..n)
+        .map(|_| Err(io::Error::new(e.kind(), e.to_string())))
+        .collect()
+}
+
 /// Bodies up to this size are downloaded whole when first read or sought (a
 /// 16 MiB segment with its trailer: one request). A larger body is streamed
 /// in ranges as it is consumed, so a reader holds one chunk of it at a time
@@ -365,6 +372,35 @@ impl Backend for ObjectStoreBackend {
         }
     }
 
+    fn read_small(&self, keys: &[&str], max: u64) -> Vec<io::Result<Option<super::Small>>> {
+        let read = |key: &str| {
+            let path = self.path(key);
+            async move {
+                let result = match self.store.get(&path).await {
+                    Ok(result) => result,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let len = result.meta.size;
+                // Refused from its announced length, before its body is read.
+                if len > max {
+                    return Ok(Some((len, Vec::new())));
+                }
+                Ok(Some((len, result.bytes().await?.to_vec())))
+            }
+        };
+        let all = futures::future::join_all(keys.iter().map(|key| read(key)));
+        let results = match self
+            .shared
+            .block(async { Ok::<_, object_store::Error>(all.await) })
+        {
+            Ok(Ok(results)) => results,
+            Ok(Err(e)) => return each_failed(keys.len(), &to_io(e)),
+            Err(deadline) => return each_failed(keys.len(), &deadline),
+        };
+        results.into_iter().map(|r| r.map_err(to_io)).collect()
+    }
+
     fn make_durable(&self, _key: &str) -> io::Result<()> {
         // An acknowledged put on an object store is durable.
         Ok(())
@@ -408,12 +444,7 @@ impl Backend for ObjectStoreBackend {
         {
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(e)) => vec![Err(e)],
-            Err(deadline) => {
-                return keys
-                    .iter()
-                    .map(|_| Err(io::Error::new(deadline.kind(), deadline.to_string())))
-                    .collect();
-            }
+            Err(deadline) => return each_failed(keys.len(), &deadline),
         };
         let mut deleted = HashSet::new();
         let mut errors = Vec::new();
