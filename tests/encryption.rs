@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uxwal::codec::{Compression, Encoder, Trailer};
 use uxwal::crypt::{read_envelope, DigestKey, Identities, Recipients};
@@ -543,6 +544,57 @@ fn mixing_is_refused_until_encryption_is_started(
     }
     let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
     assert_eq!(site.restore(b, "--prefetch 0").code, 200);
+
+    // uxwal-verify says which files are encrypted, and to whom.
+    let (ran, json) = verify(site, &format!("--identity {}", identity.display()));
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let e = &json["encryption"];
+    assert_eq!(e["encrypted"], true, "{e}");
+    assert_eq!(e["files_encrypted"], 1, "{e}");
+    assert_eq!(e["files_plain"], 1, "{e}");
+    assert_eq!(e["recipients"][&public], 1, "{e}");
+    let human = site.sh(
+        &format!(
+            "{VERIFY:?} --repo \"$REPO\" --identity {}",
+            identity.display()
+        ),
+        "",
+        "",
+    );
+    assert!(
+        human.stdout.contains("1 files encrypted, 1 plain") && human.stdout.contains(&public),
+        "{}",
+        human.stdout
+    );
+    // Without the identity a full check cannot vouch for the encrypted file;
+    // --quick, names and sizes only, needs none.
+    let (ran, json) = verify(site, "");
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let kinds: Vec<&Value> = json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["kind"])
+        .collect();
+    assert_eq!(kinds, [&Value::from("no_identity")], "{}", ran.stdout);
+    let (ran, json) = verify(site, "--quick");
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(json["encryption"]["encrypted"], true);
+    assert_eq!(json["encryption"]["files_encrypted"], Value::Null);
+}
+
+const VERIFY: &str = env!("CARGO_BIN_EXE_uxwal-verify");
+
+/// `uxwal-verify --json` of `site`'s repository with `args`.
+fn verify(site: &Site, args: &str) -> (Ran, Value) {
+    let ran = site.sh(
+        &format!("{VERIFY:?} --repo \"$REPO\" --json {args}"),
+        "",
+        "",
+    );
+    let json = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", ran.stdout, ran.stderr));
+    (ran, json)
 }
 
 #[test]

@@ -96,6 +96,8 @@ pub struct StoredObject<'r> {
     format: StoredFormat,
     trailer: Trailer,
     payload_len: u64,
+    /// The recipients an encrypted object names in its header.
+    encrypted_to: Option<Vec<String>>,
 }
 
 /// Which object of which repository: what every error names.
@@ -130,10 +132,9 @@ impl Repository {
         };
         let rule = SizeRule::for_name(name, segment_size);
         at.check_length(rule.max())?;
-        if let Some(envelope) =
-            sealed(&mut obj.reader, obj.len).map_err(|e| at.read_error(e, None))?
-        {
-            obj = at.open_sealed(obj, &envelope, self.identities.as_deref())?;
+        let envelope = sealed(&mut obj.reader, obj.len).map_err(|e| at.read_error(e, None))?;
+        if let Some(envelope) = &envelope {
+            obj = at.open_sealed(obj, envelope, self.identities.as_deref())?;
         }
         let (format, trailer, payload_len) =
             codec::read_trailer(&mut obj.reader, obj.len).map_err(|e| at.read_error(e, None))?;
@@ -150,6 +151,7 @@ impl Repository {
             format,
             trailer,
             payload_len,
+            encrypted_to: envelope.map(|e| e.recipients),
         }))
     }
 }
@@ -159,6 +161,12 @@ impl StoredObject<'_> {
     /// against the name).
     pub fn trailer(&self) -> &Trailer {
         &self.trailer
+    }
+
+    /// For an encrypted object, the recipients its header names (the header's
+    /// MAC, checked on opening, covers them); `None` for a plain one.
+    pub fn encrypted_to(&self) -> Option<&[String]> {
+        self.encrypted_to.as_deref()
     }
 
     /// The stored object's length in bytes.

@@ -21,6 +21,8 @@ pub enum Checked {
     Intact {
         original: u64,
         text: Option<String>,
+        /// The recipients of an encrypted object; `None` for a plain one.
+        encrypted_to: Option<Vec<String>>,
     },
     /// Listed, but gone when read (removed meanwhile, e.g. by uxwal-cleanup).
     Vanished,
@@ -29,8 +31,12 @@ pub enum Checked {
 
 /// What a failure to read `name` is, in the report's terms.
 fn read_problem(e: Error, name: &WalName, identity: Option<&Identity>) -> Checked {
-    let Error::Corrupt { source, .. } = e else {
-        return Checked::Problem(ProblemKind::Unreadable, e.to_string());
+    let source = match e {
+        Error::Corrupt { source, .. } => source,
+        Error::NoIdentity { .. } => {
+            return Checked::Problem(ProblemKind::NoIdentity, e.to_string())
+        }
+        e => return Checked::Problem(ProblemKind::Unreadable, e.to_string()),
     };
     let kind = match source {
         CodecError::TooShort(_) | CodecError::NoTrailer => ProblemKind::Truncated,
@@ -67,6 +73,7 @@ pub fn check(repo: &Repository, name: &WalName, identity: Option<&Identity>) -> 
         Err(e) => return read_problem(e, name, identity),
     };
     let original = stored.trailer().size;
+    let encrypted_to = stored.encrypted_to().map(<[String]>::to_vec);
     let keep = match name.has_page_header() {
         true => LONG_HEADER_LEN,
         // At most `repo::stored::MAX_TEXT_FILE`: the reader refuses more.
@@ -81,6 +88,7 @@ pub fn check(repo: &Repository, name: &WalName, identity: Option<&Identity>) -> 
             Ok(text) => Checked::Intact {
                 original,
                 text: Some(text),
+                encrypted_to,
             },
             Err(_) => Checked::Problem(ProblemKind::BadContent, "not text".into()),
         };
@@ -89,6 +97,7 @@ pub fn check(repo: &Repository, name: &WalName, identity: Option<&Identity>) -> 
         Ok(_) => Checked::Intact {
             original,
             text: None,
+            encrypted_to,
         },
         Err(e @ IdentityError::Header(_)) => {
             Checked::Problem(ProblemKind::BadHeader, e.to_string())

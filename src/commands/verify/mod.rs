@@ -35,8 +35,8 @@ use crate::wal::name::{SegmentName, WalName};
 
 use check::Checked;
 use report::{
-    BackupReport, Gap, IdentityReport, Problem, ProblemKind, Report, ScopeReport, Summary,
-    TimelineReport, SCHEMA_VERSION,
+    BackupReport, EncryptionReport, Gap, IdentityReport, Problem, ProblemKind, Report, ScopeReport,
+    Summary, TimelineReport, SCHEMA_VERSION,
 };
 use timeline::{Archived, Span, Tree};
 
@@ -386,9 +386,28 @@ struct Run<'a> {
     problems: Vec<Problem>,
     /// Notes: worth saying, but nothing is wrong.
     notes: Vec<String>,
+    /// What the opened files say of encryption.
+    encryption: EncryptionReport,
+    /// Keys of encrypted files no identity opened, in a `--quick` run (which
+    /// promises names and sizes only): noted, not problems.
+    unopened: BTreeSet<String>,
 }
 
 impl Run<'_> {
+    /// Counts one opened file as encrypted (to `to`) or plain.
+    fn tally(&mut self, to: Option<Vec<String>>) {
+        let e = &mut self.encryption;
+        let encrypted = e.files_encrypted.get_or_insert(0);
+        let plain = e.files_plain.get_or_insert(0);
+        match &to {
+            Some(_) => *encrypted += 1,
+            None => *plain += 1,
+        }
+        for recipient in to.into_iter().flatten() {
+            *e.recipients.entry(recipient).or_default() += 1;
+        }
+    }
+
     fn segment_size(&self) -> Option<u64> {
         self.identity.map(|i| i.segment_size)
     }
@@ -457,7 +476,12 @@ impl Run<'_> {
             meta.files += 1;
             meta.stored += job.size;
             match checked {
-                Checked::Intact { original, text } => {
+                Checked::Intact {
+                    original,
+                    text,
+                    encrypted_to,
+                } => {
+                    self.tally(encrypted_to);
                     meta.original += original;
                     let text = text.unwrap_or_default();
                     let parsed = match job.name {
@@ -485,6 +509,13 @@ impl Run<'_> {
                 Checked::Vanished => self
                     .notes
                     .push(format!("{}: removed while verifying", job.key)),
+                Checked::Problem(ProblemKind::NoIdentity, detail) if self.settings.quick => {
+                    self.notes.push(format!(
+                        "{}: not opened (--quick without its identity): {detail}",
+                        job.key
+                    ));
+                    self.unopened.insert(job.key.clone());
+                }
                 Checked::Problem(kind, detail) => {
                     self.problems.push(Problem::file(kind, &job.key, detail))
                 }
@@ -577,7 +608,14 @@ impl Run<'_> {
             }
             segs.files += 1;
             match checked {
-                Checked::Intact { original, .. } => segs.record(job, original),
+                Checked::Intact {
+                    original,
+                    encrypted_to,
+                    ..
+                } => {
+                    self.tally(encrypted_to);
+                    segs.record(job, original)
+                }
                 Checked::Vanished => {
                     self.notes
                         .push(format!("{}: removed while verifying", job.key));
@@ -604,6 +642,7 @@ impl Run<'_> {
         for tli in 2..=n {
             let key = format!("history/{tli:08X}.history");
             if !histories.contains_key(&tli)
+                && !self.unopened.contains(&key)
                 && !self.problems.iter().any(|p| p.file.as_ref() == Some(&key))
             {
                 let name = format!("{tli:08X}.history");
@@ -797,7 +836,15 @@ impl Run<'_> {
             identity,
             mut problems,
             notes,
+            mut encryption,
+            unopened: _,
         } = self;
+        // Segments are not opened with --quick: their encryption is unknown.
+        if settings.quick {
+            encryption.files_encrypted = None;
+            encryption.files_plain = None;
+            encryption.recipients.clear();
+        }
         let scope = &settings.scope;
         problems.sort_by(|a, b| {
             let key = |p: &Problem| (p.file.clone().or(p.first.clone()), p.kind);
@@ -833,6 +880,7 @@ impl Run<'_> {
                 segment_size: i.segment_size,
                 page_magic: i.page_magic,
             }),
+            encryption,
             summary: Summary {
                 files_checked: parts.meta.files + parts.segment_files,
                 bytes_stored: stored,
@@ -867,12 +915,27 @@ pub fn verify(open: &Opener<'_>, settings: &Settings) -> Result<Report> {
     let scope = &settings.scope;
     let repo = open()?;
     let listed = repo.list("")?;
-    repo.check_format()?;
+    let recorded = repo.recorded()?;
+    if !recorded.is_repository {
+        return Err(Error::NotARepository {
+            location: repo.describe(),
+        });
+    }
+    let marker = recorded.encryption;
     let mut run = Run {
         settings,
-        identity: repo.identity()?,
+        identity: recorded.identity,
         problems: Vec::new(),
         notes: Vec::new(),
+        encryption: EncryptionReport {
+            encrypted: marker.is_some(),
+            since: marker.as_ref().map(|m| m.since.clone()),
+            first_recipients: marker.map(|m| m.recipients).unwrap_or_default(),
+            files_encrypted: None,
+            files_plain: None,
+            recipients: Default::default(),
+        },
+        unopened: BTreeSet::new(),
     };
 
     let listing = run.list(listed);

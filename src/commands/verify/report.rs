@@ -4,6 +4,7 @@
 //! `docs/verify.schema.json`): fields are only ever added, and
 //! [`SCHEMA_VERSION`] changes if one ever changes meaning.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -40,6 +41,9 @@ pub enum ProblemKind {
     MissingHistory,
     /// Segments are archived but the IDENTITY object is missing.
     MissingIdentity,
+    /// An encrypted object none of the identities given opens: its content
+    /// is unchecked.
+    NoIdentity,
     /// The newest base backup (or the one `--backup` names) cannot reach the
     /// newest archived WAL.
     NotRestorable,
@@ -60,6 +64,7 @@ impl ProblemKind {
             ProblemKind::MissingSegments => "missing",
             ProblemKind::MissingHistory => "missing history",
             ProblemKind::MissingIdentity => "missing identity",
+            ProblemKind::NoIdentity => "no identity",
             ProblemKind::NotRestorable => "not restorable",
         }
     }
@@ -171,6 +176,23 @@ pub struct Summary {
     pub elapsed_seconds: f64,
 }
 
+/// Encryption at rest: what the repository records, and what the checked
+/// files are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EncryptionReport {
+    /// Whether the repository records that it is encrypted (`ENCRYPTION`).
+    pub encrypted: bool,
+    /// When it started, and the recipients its first encrypted WAL went to.
+    pub since: Option<String>,
+    pub first_recipients: Vec<String>,
+    /// Files opened and found encrypted, and found plain; `null` with
+    /// `--quick` (objects are not opened).
+    pub files_encrypted: Option<u64>,
+    pub files_plain: Option<u64>,
+    /// For each recipient, how many opened files are encrypted to it.
+    pub recipients: BTreeMap<String, u64>,
+}
+
 /// The whole result of a verification.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -181,6 +203,7 @@ pub struct Report {
     pub ok: bool,
     pub scope: ScopeReport,
     pub identity: Option<IdentityReport>,
+    pub encryption: EncryptionReport,
     pub summary: Summary,
     pub timelines: Vec<TimelineReport>,
     pub backups: Vec<BackupReport>,
@@ -252,7 +275,27 @@ impl Report {
         if !scope.is_empty() {
             let _ = write!(s, " (scope: {})", scope.join(", "));
         }
-        s.push_str("\n\n");
+        s.push('\n');
+        let e = &self.encryption;
+        if e.encrypted || e.files_encrypted.is_some_and(|n| n > 0) {
+            s.push_str("encryption:");
+            if let Some(since) = &e.since {
+                let _ = write!(s, " since {since}");
+            }
+            if let (Some(enc), Some(plain)) = (e.files_encrypted, e.files_plain) {
+                let _ = write!(s, "; {enc} files encrypted, {plain} plain");
+            }
+            let to: Vec<String> = e
+                .recipients
+                .iter()
+                .map(|(r, n)| format!("{r} ({n})"))
+                .collect();
+            if !to.is_empty() {
+                let _ = write!(s, "; to {}", to.join(", "));
+            }
+            s.push('\n');
+        }
+        s.push('\n');
         for t in &self.timelines {
             let _ = write!(s, "timeline {}", t.timeline);
             if let (Some(p), Some(at)) = (t.parent, &t.switch_lsn) {
