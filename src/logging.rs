@@ -42,10 +42,21 @@ where
             Level::WARN => "warning: ",
             _ => "",
         };
-        write!(w, "{}: {level}", self.program)?;
-        ctx.field_format().format_fields(w.by_ref(), event)?;
-        writeln!(w)
+        let mut text = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut text), event)?;
+        writeln!(w, "{}: {level}{}", self.program, one_line(&text))
     }
+}
+
+/// `text` on one line: a storage error may carry the store's multi-line
+/// answer (an XML body), and each line of stderr is a line of the server log.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Installs the stderr logger; call once, first thing in `main`.
@@ -69,4 +80,16 @@ pub fn init(program: &'static str, verbosity: Verbosity) {
         )
         .with(targets)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_multi_line_message_becomes_one_line() {
+        let xml = "cannot read FORMAT: 404: <?xml version=\"1.0\"?>\r\n<Error>\n  <Code>NoSuchBucket</Code>\n</Error>\n";
+        assert_eq!(
+            super::one_line(xml),
+            "cannot read FORMAT: 404: <?xml version=\"1.0\"?> <Error> <Code>NoSuchBucket</Code> </Error>"
+        );
+    }
 }

@@ -630,3 +630,53 @@ fn faults_from_a_proxy(site: &Site, proxy: &common::proxy::Proxy) {
         "the faults happened"
     );
 }
+
+/// A store's error answer with a multi-line body (moto's XML for a bucket
+/// that does not exist) is still one line of the server log.
+#[test]
+fn a_store_error_with_a_multi_line_body_is_logged_on_one_line() {
+    let s3 = common::servers::S3::start("walbucket");
+    let mut site = s3.site("x");
+    site.location = "s3://no-such-bucket/x".into();
+    let name = "000000010000000000000001";
+    site.write_wal(name, &segment(name, MIB, SYSID, 1));
+    let ran = site.archive(name, "--parallel 1");
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("NoSuchBucket"), "{}", ran.stderr);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+}
+
+/// Bodies over 64 MiB are read in ranges as they are consumed, against a real
+/// S3 API (moto), in the order the stored-object reader reads them: the first
+/// bytes, the tail, then everything from the start. Each read gives the
+/// object's own bytes.
+#[test]
+fn large_bodies_are_read_in_ranges_from_s3() {
+    use std::io::{Read, Seek, SeekFrom};
+    let s3 = S3::start("walbucket");
+    let location = s3.location("ranged");
+    let repo = uxwal::repo::Repository::open_with(&location, &s3.store_options()).unwrap();
+    let len = 70 * MIB as usize;
+    let mut body = vec![0u8; len];
+    noise(&mut body, 70);
+    let mut staged = repo.stage("big").unwrap();
+    std::io::Write::write_all(&mut staged, &body).unwrap();
+    assert_eq!(
+        repo.publish(staged, "big").unwrap(),
+        uxwal::repo::PutOutcome::Created
+    );
+
+    let mut obj = repo.get("big").unwrap().expect("stored");
+    assert_eq!(obj.len, len as u64);
+    let mut head = [0u8; 4];
+    obj.reader.read_exact(&mut head).unwrap();
+    assert_eq!(head, body[..4]);
+    obj.reader.seek(SeekFrom::End(-124)).unwrap();
+    let mut tail = Vec::new();
+    obj.reader.read_to_end(&mut tail).unwrap();
+    assert!(tail == body[len - 124..], "the tail");
+    obj.reader.seek(SeekFrom::Start(0)).unwrap();
+    let mut all = Vec::with_capacity(len);
+    obj.reader.read_to_end(&mut all).unwrap();
+    assert!(all == body, "the whole body, in ranges");
+}
