@@ -439,6 +439,29 @@ fn rotation_round_trip(site: &Site) {
     assert!(site.restored().is_none());
     let ran = site.restore(b, &only_new);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
+
+    // Several recipients at once: either identity alone restores the file.
+    let c = "000000010000000000000006";
+    fs::remove_file(site.data.join("recovery.signal")).unwrap();
+    let to_both = config(
+        &keys,
+        "both-to.toml",
+        &format!(
+            "encrypt_to = [\"{old_pub}\", \"{new_pub}\"]\ndigest_key_file = \"{}\"\n",
+            digest.display()
+        ),
+    );
+    site.write_wal(c, &segment(c, MIB, SYSID, 3));
+    let ran = site.archive(c, &to_both);
+    assert_eq!(ran.code, 0, "{c}: {}", ran.stderr);
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let only_old = reading(&[&old_id], "old");
+    for with in [&only_old, &only_new] {
+        let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+        let ran = site.restore(c, with);
+        assert_eq!(ran.code, 0, "{c}: {}", ran.stderr);
+        assert!(site.restored().unwrap() == segment(c, MIB, SYSID, 3));
+    }
 }
 
 #[test]
@@ -606,4 +629,46 @@ fn mixing_plain_and_encrypted_is_refused_local_directory() {
 fn mixing_plain_and_encrypted_is_refused_s3() {
     let s3 = common::servers::S3::start("walbucket");
     mixing_is_refused_until_encryption_is_started(&s3.site("mixing"), s3.store_options());
+}
+
+/// An encrypted object that decrypts and checks out, but is not this file:
+/// another cluster's segment, or another segment's object under this name
+/// (copied from another repository with the same keys). Restore during a
+/// point-in-time recovery stops (exit 200): never restored, never "not found".
+#[test]
+fn a_swapped_encrypted_object_is_refused_never_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "id.txt");
+    let digest = DigestKey::load(&digest_key_file(dir.path(), "digest.key", 7)).unwrap();
+    let recipients = Recipients::parse(std::slice::from_ref(&public)).unwrap();
+    let (site, _) = repository_with_sealed(&segment(SEG, MIB, SYSID, 5), &recipients, &digest);
+    let reading = format!("--identity {} --prefetch 0", key.display());
+    // The data directory's own system identifier, as restore reads it.
+    fs::create_dir_all(site.data.join("global")).unwrap();
+    let mut control = SYSID.to_ne_bytes().to_vec();
+    control.resize(8192, 0);
+    fs::write(site.data.join("global/pg_control"), control).unwrap();
+    fs::write(site.data.join("recovery.signal"), "").unwrap();
+    let ran = site.restore(SEG, &reading);
+    assert_eq!(
+        ran.code, 0,
+        "the object as planted restores: {}",
+        ran.stderr
+    );
+
+    let other = "000000010000000000000009";
+    for (what, content) in [
+        ("another cluster's segment", segment(SEG, MIB, SYSID + 1, 5)),
+        ("another segment's object", segment(other, MIB, SYSID, 5)),
+    ] {
+        plant(
+            &site,
+            &encrypted_object(&content, Compression::Zstd, &recipients, &digest),
+        );
+        let _ = fs::remove_file(site.wal("RECOVERYXLOG"));
+        let ran = site.restore(SEG, &reading);
+        assert_eq!(ran.code, 200, "{what}: {}", ran.stderr);
+        assert!(site.restored().is_none(), "{what}: nothing reaches %p");
+        assert!(ran.stderr.contains(SEG), "{what}: {}", ran.stderr);
+    }
 }
