@@ -195,7 +195,7 @@ pub fn archive_file_checked(
     let (trailer, tee) = std::thread::scope(|scope| {
         let out = match (&keys.recipients, &keys.digest) {
             (Some(recipients), Some(digest)) => {
-                Sink::Held(Held::start(scope, &source, out, recipients, digest))
+                Sink::Held(Held::start(scope, &source, len, out, recipients, digest))
             }
             _ => Sink::Plain(out),
         };
@@ -236,7 +236,7 @@ pub fn archive_file_checked(
         let (out, first) = encoder
             .finish(&trailer)
             .map_err(out_error)?
-            .finish()
+            .finish((sha256, total))
             .map_err(out_error)?;
         // Both passes read the same bytes, or the file changed under us.
         if first.is_some_and(|first| first != (sha256, total)) {
@@ -301,12 +301,13 @@ enum Sink<'s, W: Write> {
 }
 
 impl<W: Write> Sink<'_, W> {
-    /// Ends the encryption, if any: the output, complete, and the SHA-256 and
-    /// length the first pass read.
-    fn finish(self) -> io::Result<(W, Option<Hashed>)> {
+    /// Ends the encryption, if any, `streamed` being what the streaming pass
+    /// hashed: the output, complete, and the SHA-256 and length the first
+    /// pass read, if there was one.
+    fn finish(self, streamed: Hashed) -> io::Result<(W, Option<Hashed>)> {
         match self {
             Sink::Plain(w) => Ok((w, None)),
-            Sink::Held(held) => held.finish().map(|(w, first)| (w, Some(first))),
+            Sink::Held(held) => held.finish(streamed),
         }
     }
 }
@@ -332,15 +333,24 @@ type Hashed = ([u8; 32], u64);
 /// Most compressed bytes held back while the first pass still hashes.
 const HOLD_MAX: usize = 8 << 20;
 
+/// Files up to this size (a default 16 MiB segment) are encrypted in one
+/// pass: everything compressed is held until the stream's own hash is known.
+const SINGLE_PASS_MAX: u64 = 16 << 20;
+
 /// Age encryption whose header must carry the keyed digest of the whole file
-/// before any payload. A first pass hashes the file on its own thread; the
-/// compressed output meanwhile is held in memory (at most [`HOLD_MAX`], then
-/// the writer waits), and goes out encrypted once the digest is known. So the
-/// first pass costs no wall time next to compressing, and the second pass's own
-/// hash still checks that both read the same bytes.
+/// before any payload.
+///
+/// A file of at most [`SINGLE_PASS_MAX`] is read once: its compressed output
+/// (at most the stored-length bound of its size) is held in memory until the
+/// end, when the one hash of the bytes that were compressed gives the digest.
+/// A larger file gets a first pass that hashes it on its own thread, while the
+/// compressed output is held (at most [`HOLD_MAX`], then the writer waits) and
+/// goes out encrypted once the digest is known; the streaming pass's own hash
+/// must then agree, or the file changed between the passes.
 struct Held<'s, W: Write> {
     stage: Stage<W>,
-    first: mpsc::Receiver<io::Result<Hashed>>,
+    /// The first pass's result, for a file that gets one.
+    first: Option<mpsc::Receiver<io::Result<Hashed>>>,
     recipients: &'s Recipients,
     digest: &'s DigestKey,
     /// What the first pass read, once it is done.
@@ -363,10 +373,21 @@ impl<'s, W: Write> Held<'s, W> {
     fn start<'e>(
         scope: &'s std::thread::Scope<'s, 'e>,
         source: &'s File,
+        len: u64,
         out: W,
         recipients: &'s Recipients,
         digest: &'s DigestKey,
     ) -> Self {
+        let mut held = Held {
+            stage: Stage::Holding(out, Vec::new()),
+            first: None,
+            recipients,
+            digest,
+            hashed: None,
+        };
+        if len <= SINGLE_PASS_MAX {
+            return held;
+        }
         let (done, first) = mpsc::sync_channel(1);
         let inline = done.clone();
         let spawned = std::thread::Builder::new()
@@ -379,32 +400,31 @@ impl<'s, W: Write> Held<'s, W> {
             tracing::debug!("first hashing pass on the calling thread: cannot start one ({e})");
             let _ = inline.send(hash_at(source));
         }
-        Held {
-            stage: Stage::Holding(out, Vec::new()),
-            first,
-            recipients,
-            digest,
-            hashed: None,
-        }
+        held.first = Some(first);
+        held
     }
 
     /// Writes the header and what is held once the first pass is done (waiting
     /// for it when `wait`).
     fn seal(&mut self, wait: bool) -> io::Result<()> {
-        if !matches!(self.stage, Stage::Holding(..)) {
+        let (Stage::Holding(..), Some(first)) = (&self.stage, &self.first) else {
             return Ok(());
-        }
+        };
         let stopped = || io::Error::other(FirstPass("the first hashing pass stopped".into()));
         let hashed = match wait {
-            true => self.first.recv().map_err(|_| stopped())?,
-            false => match self.first.try_recv() {
+            true => first.recv().map_err(|_| stopped())?,
+            false => match first.try_recv() {
                 Ok(hashed) => hashed,
                 Err(mpsc::TryRecvError::Empty) => return Ok(()),
                 Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
             },
         };
-        let (sha256, size) =
-            hashed.map_err(|e| io::Error::new(e.kind(), FirstPass(e.to_string())))?;
+        let hashed = hashed.map_err(|e| io::Error::new(e.kind(), FirstPass(e.to_string())))?;
+        self.seal_with(hashed)
+    }
+
+    /// Writes the header, with the keyed digest of `hashed`, and what is held.
+    fn seal_with(&mut self, (sha256, size): Hashed) -> io::Result<()> {
         self.hashed = Some((sha256, size));
         let Stage::Holding(out, held) = std::mem::replace(&mut self.stage, Stage::Failed) else {
             return Ok(());
@@ -417,10 +437,16 @@ impl<'s, W: Write> Held<'s, W> {
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<(W, Hashed)> {
-        self.seal(true)?;
-        match (self.stage, self.hashed) {
-            (Stage::Sealed(sealed), Some(hashed)) => Ok((sealed.finish()?, hashed)),
+    /// Ends the object; `streamed` is what the streaming pass hashed. Returns
+    /// the output and what the first pass hashed, if there was one.
+    fn finish(mut self, streamed: Hashed) -> io::Result<(W, Option<Hashed>)> {
+        match self.first.is_some() {
+            true => self.seal(true)?,
+            false => self.seal_with(streamed)?,
+        }
+        let first = self.first.is_some().then_some(self.hashed).flatten();
+        match self.stage {
+            Stage::Sealed(sealed) => Ok((sealed.finish()?, first)),
             _ => Err(io::Error::other("encryption failed earlier")),
         }
     }
@@ -429,8 +455,16 @@ impl<'s, W: Write> Held<'s, W> {
 impl<W: Write> Write for Held<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.seal(false)?;
+        let single_pass = self.first.is_none();
         if let Stage::Holding(_, held) = &mut self.stage {
-            if held.len() + buf.len() <= HOLD_MAX {
+            let after = held.len().saturating_add(buf.len()) as u64;
+            // A file that grows while it is read would be held without end.
+            if single_pass && after > crate::repo::stored::max_stored_len(SINGLE_PASS_MAX) {
+                return Err(io::Error::other(FirstPass(
+                    "it grew while being archived".into(),
+                )));
+            }
+            if single_pass || after <= HOLD_MAX as u64 {
                 held.extend_from_slice(buf);
                 return Ok(buf.len());
             }
