@@ -527,6 +527,17 @@ fn mixing_is_refused_until_encryption_is_started(
     let restored_b = site.restore(b, &reading);
     assert_eq!(restored_b.code, 1, "not archived: {}", restored_b.stderr);
 
+    // --start-encryption without recipients: exit 1, nothing written; with a
+    // file to archive as well: a usage error, exit 2.
+    let ran = site.sh("\"$ARCHIVE\" --repo \"$REPO\" --start-encryption", "", "");
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("needs recipients"), "{}", ran.stderr);
+    let ran = site.sh(
+        &format!("\"$ARCHIVE\" --repo \"$REPO\" --start-encryption {encrypting} %p %f"),
+        &format!("pg_wal/{b}"),
+        b,
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
     // Converted going forward: told once, and again when already done.
     let start = format!("\"$ARCHIVE\" --repo \"$REPO\" --start-encryption {encrypting}");
     let ran = site.sh(&start, "", "");
