@@ -217,15 +217,28 @@ impl Write for Counted {
     }
 }
 
-/// A repository's metadata objects (`FORMAT`, `IDENTITY`), as every command
-/// reads them before it trusts the repository.
+/// A repository's metadata objects (`FORMAT`, `IDENTITY`, `ENCRYPTION`), as
+/// every command reads them before it trusts the repository: the same bytes
+/// under every key, and under `ENCRYPTION` alone (so that its parser is
+/// reached past a `FORMAT` the bytes cannot also be).
 pub fn repo_metadata(data: &[u8]) {
     let repo = Repository::with_backend(Box::new(Memory {
-        keys: vec!["FORMAT".into(), "IDENTITY".into()],
+        keys: vec!["FORMAT".into(), "IDENTITY".into(), "ENCRYPTION".into()],
         body: data.to_vec(),
     }));
     let _ = repo.check_format();
     let _ = repo.identity();
+    let _ = repo.recorded();
+    let marker_only = Repository::with_backend(Box::new(Memory {
+        keys: vec!["ENCRYPTION".into()],
+        body: data.to_vec(),
+    }));
+    if let Ok(recorded) = marker_only.recorded() {
+        assert!(!recorded.is_repository && recorded.identity.is_none());
+        if let Some(marker) = recorded.encryption {
+            assert_eq!(marker.scheme, "age", "only age markers are accepted");
+        }
+    }
 }
 
 /// A timeline history file; its first byte is the file's own timeline (255:

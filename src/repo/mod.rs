@@ -668,6 +668,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_encryption_marker_reads_back_and_other_schemes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path().to_str().unwrap()).unwrap();
+        let marker = Encryption {
+            scheme: "age".into(),
+            since: utc(1_796_169_599),
+            recipients: vec!["age1a".into(), "age1b\"quoted".into()],
+        };
+        assert_eq!(repo.parse_encryption(&marker.to_toml()).unwrap(), marker);
+        let other = Encryption {
+            scheme: "rot13".into(),
+            ..marker
+        };
+        let err = repo.parse_encryption(&other.to_toml()).unwrap_err();
+        assert!(err.to_string().contains("reads \"age\" only"), "{err}");
+    }
+
+    #[test]
     fn timestamps_are_written_in_utc() {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
