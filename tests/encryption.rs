@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use common::age_keygen as keygen;
 use common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -21,31 +22,6 @@ use uxwal::repo::Repository;
 use uxwal::wal::name::WalName;
 
 const SEG: &str = "000000010000000000000007";
-
-/// `age-keygen -o DIR/NAME`: the identity file and its public key.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen (Debian package age; scripts/install-deps installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(public.status.success());
-    (
-        path,
-        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
-    )
-}
 
 /// The stored object of `content` as uxwal-archive writes it, encrypted.
 fn encrypted_object(

@@ -8,11 +8,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::pg::{chown_to_postgres, pg_tempdir, Cluster, InitOptions};
-use common::pitr::archive_history;
+use common::pg::{chown_to_postgres, pg_tempdir};
+use common::pitr::{archive_marked_history, start_primary};
 use common::servers::S3;
 use common::Ran;
 use serde_json::Value;
@@ -23,28 +23,6 @@ const VERIFY: &str = env!("CARGO_BIN_EXE_uxwal-verify");
 fn private_to_postgres(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
     chown_to_postgres(path);
-}
-
-/// An age identity made by age-keygen in `dir`, and its recipient.
-fn keygen(dir: &Path) -> (PathBuf, String) {
-    let identity = dir.join("identity.txt");
-    let made = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .expect("age-keygen (Debian package age; scripts/install-deps installs it)");
-    assert!(made.status.success(), "{made:?}");
-    let public = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(public.status.success(), "{public:?}");
-    private_to_postgres(&identity);
-    (
-        identity,
-        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
-    )
 }
 
 fn verify(config: &Path, args: &[&str]) -> (Ran, Value) {
@@ -71,7 +49,8 @@ fn pitr_from_an_encrypted_s3_repository_and_verify_with_and_without_the_identity
     let keys = shared.path().join("keys");
     fs::create_dir(&keys).unwrap();
     chown_to_postgres(&keys);
-    let (identity, public) = keygen(&keys);
+    let (identity, public) = common::age_keygen(&keys, "identity.txt");
+    private_to_postgres(&identity);
     let digest = keys.join("digest.key");
     fs::write(&digest, [0x5a; 32]).unwrap();
     private_to_postgres(&digest);
@@ -93,30 +72,9 @@ fn pitr_from_an_encrypted_s3_repository_and_verify_with_and_without_the_identity
     private_to_postgres(&config);
     let args = format!("--config {}", config.display());
 
-    let mut primary = Cluster::init(
-        "s3encprimary",
-        &InitOptions {
-            wal_segsize_mb: 1,
-            archive: true,
-            repo: None,
-        },
-    );
-    primary.set_repo_args(&args);
-    primary.start();
-    let archived = archive_history(
-        &mut primary,
-        1,
-        &shared.path().join("base"),
-        "uxwal_encrypted",
-        |primary| {
-            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
-            primary.psql("insert into uxwal_marker values ('before_target')");
-        },
-        |primary| {
-            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
-            primary.psql("insert into uxwal_marker values ('after_target')");
-        },
-    );
+    let mut primary = start_primary("s3encprimary", &args);
+    let archived =
+        archive_marked_history(&mut primary, &shared.path().join("base"), "uxwal_encrypted");
     archived.recover_to_target("s3encpitr", &shared.path().join("unused"), false, |pitr| {
         pitr.set_repo_args(&args)
     });

@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 
 use common::pg::{chown_to_postgres, pg_tempdir};
-use common::pitr::{archive_history, start_s3_primary};
+use common::pitr::{archive_marked_history, start_s3_primary};
 use common::servers::S3;
 
 fn pitr_through(repos_for: impl Fn(&std::path::Path, &S3) -> Vec<String>) {
@@ -18,20 +18,7 @@ fn pitr_through(repos_for: impl Fn(&std::path::Path, &S3) -> Vec<String>) {
     let repos = repos_for(shared.path(), &s3);
     let repo_refs: Vec<&str> = repos.iter().map(String::as_str).collect();
     let (mut primary, args) = start_s3_primary("s3primary", &s3, shared.path(), &repo_refs);
-    let archived = archive_history(
-        &mut primary,
-        1,
-        &shared.path().join("base"),
-        "uxwal_s3",
-        |primary| {
-            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
-            primary.psql("insert into uxwal_marker values ('before_target')");
-        },
-        |primary| {
-            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
-            primary.psql("insert into uxwal_marker values ('after_target')");
-        },
-    );
+    let archived = archive_marked_history(&mut primary, &shared.path().join("base"), "uxwal_s3");
 
     // The repositories come from the configuration file, not `unused`.
     archived.recover_to_target("s3pitr", &shared.path().join("unused"), false, |pitr| {

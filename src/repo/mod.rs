@@ -358,23 +358,39 @@ impl Repository {
     }
 
     fn get_small(&self, key: &str) -> Result<Option<String>> {
-        let Some(mut obj) = self.get(key)? else {
-            return Ok(None);
-        };
-        // Refused from its length, before its body is read.
-        if obj.len > MAX_METADATA {
-            return Err(Error::BadMetadata {
-                key: key.into(),
-                reason: format!("{} bytes: longer than any uxwal metadata", obj.len),
-            });
+        Ok(self.get_small_many(&[key])?.pop().flatten())
+    }
+
+    /// Metadata objects, read at once ([`Backend::read_small`]: one round trip
+    /// on object storage), one text per key. Each is refused from its length,
+    /// before its body is read, and unless it is UTF-8 text.
+    fn get_small_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        let reads = self.backend.read_small(keys, MAX_METADATA);
+        if reads.len() != keys.len() {
+            return Err(Error::Internal(format!(
+                "{} answers to {} metadata reads",
+                reads.len(),
+                keys.len()
+            )));
         }
-        let mut text = String::new();
-        obj.reader
-            .by_ref()
-            .take(MAX_METADATA)
-            .read_to_string(&mut text)
-            .map_err(|e| self.storage_error("read", key, e))?;
-        Ok(Some(text))
+        keys.iter()
+            .zip(reads)
+            .map(|(key, read)| {
+                let bad = |reason: String| Error::BadMetadata {
+                    key: (*key).into(),
+                    reason,
+                };
+                match read.map_err(|e| self.storage_error("read", key, e))? {
+                    None => Ok(None),
+                    Some((len, _)) if len > MAX_METADATA => {
+                        Err(bad(format!("{len} bytes: longer than any uxwal metadata")))
+                    }
+                    Some((_, bytes)) => String::from_utf8(bytes)
+                        .map(Some)
+                        .map_err(|_| bad("not UTF-8 text".into())),
+                }
+            })
+            .collect()
     }
 
     fn put_small(&self, key: &str, text: &str) -> Result<PutOutcome> {
@@ -397,10 +413,7 @@ impl Repository {
     }
 
     fn parse_format(&self, text: &str) -> Result<()> {
-        let f: FormatFile = toml::from_str(text).map_err(|e| Error::BadMetadata {
-            key: FORMAT_KEY.into(),
-            reason: one_line(&e.to_string()),
-        })?;
+        let f: FormatFile = parse_metadata(FORMAT_KEY, text)?;
         if f.format_version > FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
                 location: self.describe(),
@@ -480,31 +493,9 @@ impl Repository {
     /// `FORMAT`, `IDENTITY` and `ENCRYPTION`, read at once (one round trip
     /// on object storage), each checked.
     pub fn recorded(&self) -> Result<Recorded> {
-        let keys = [FORMAT_KEY, IDENTITY_KEY, ENCRYPTION_KEY];
-        let mut texts = Vec::with_capacity(keys.len());
-        for (key, read) in keys
-            .iter()
-            .zip(self.backend.read_small(&keys, MAX_METADATA))
-        {
-            texts.push(
-                match read.map_err(|e| self.storage_error("read", key, e))? {
-                    None => None,
-                    Some((len, _)) if len > MAX_METADATA => {
-                        return Err(Error::BadMetadata {
-                            key: (*key).into(),
-                            reason: format!("{len} bytes: longer than any uxwal metadata"),
-                        })
-                    }
-                    Some((_, bytes)) => {
-                        Some(String::from_utf8(bytes).map_err(|_| Error::BadMetadata {
-                            key: (*key).into(),
-                            reason: "not UTF-8 text".into(),
-                        })?)
-                    }
-                },
-            );
-        }
-        let mut texts = texts.into_iter();
+        let mut texts = self
+            .get_small_many(&[FORMAT_KEY, IDENTITY_KEY, ENCRYPTION_KEY])?
+            .into_iter();
         let (format, identity, encryption) = (
             texts.next().flatten(),
             texts.next().flatten(),
@@ -595,15 +586,9 @@ impl Repository {
 
     /// The recorded identity, if any segment was archived yet.
     pub fn identity(&self) -> Result<Option<Identity>> {
-        let Some(text) = self.get_small(IDENTITY_KEY)? else {
-            return Ok(None);
-        };
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::BadMetadata {
-                key: IDENTITY_KEY.into(),
-                reason: one_line(&e.to_string()),
-            })
+        self.get_small(IDENTITY_KEY)?
+            .map(|text| parse_metadata(IDENTITY_KEY, &text))
+            .transpose()
     }
 
     /// Records `identity` unless one is recorded already; returns the recorded one.

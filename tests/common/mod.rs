@@ -23,6 +23,32 @@ pub const RESTORE: &str = env!("CARGO_BIN_EXE_uxwal-restore");
 pub const MIB: u64 = 1 << 20;
 pub const SYSID: u64 = 7_312_345_678_901_234_567;
 
+/// `age-keygen -o DIR/NAME` (the real age CLI): the identity file (mode 0600,
+/// as age-keygen writes it) and its public key.
+pub fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen (Debian package age; scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    (
+        path,
+        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
+    )
+}
+
 /// A data directory with a `pg_wal/`, and a repository beside it, in a temp dir.
 pub struct Site {
     pub dir: tempfile::TempDir,

@@ -33,6 +33,12 @@ pub struct Archived {
 pub fn start_s3_primary(name: &str, s3: &S3, dir: &Path, repos: &[&str]) -> (Cluster, String) {
     let config = s3.write_config(&dir.join("uxwal.toml"), repos, Some(30));
     let args = format!("--config {}", config.display());
+    (start_primary(name, &args), args)
+}
+
+/// Starts the primary `name` (1 MiB segments) archiving with uxwal and the
+/// repository arguments `args` (a `--config` naming its repositories).
+pub fn start_primary(name: &str, args: &str) -> Cluster {
     let mut primary = Cluster::init(
         name,
         &InitOptions {
@@ -41,9 +47,28 @@ pub fn start_s3_primary(name: &str, s3: &S3, dir: &Path, repos: &[&str]) -> (Clu
             repo: None,
         },
     );
-    primary.set_repo_args(&args);
+    primary.set_repo_args(args);
     primary.start();
-    (primary, args)
+    primary
+}
+
+/// [`archive_history`] at scale 1 with the usual small workloads: 200 pgbench
+/// transactions and a marker row on each side of the restore point `target`.
+pub fn archive_marked_history(primary: &mut Cluster, backup: &Path, target: &str) -> Archived {
+    archive_history(
+        primary,
+        1,
+        backup,
+        target,
+        |primary| {
+            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
+            primary.psql("insert into uxwal_marker values ('before_target')");
+        },
+        |primary| {
+            primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
+            primary.psql("insert into uxwal_marker values ('after_target')");
+        },
+    )
 }
 
 /// Runs the scenario on the started, archiving `primary`: pgbench tables at
