@@ -470,12 +470,20 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "two-repos",
         b"000000010000000000000004\n\
           name = \"000000010000000000000004\"\nsize = 16777216\n\
-          sha256 = \"abababababababababababababababababababababababababababababababab\"\n\n\
+          sha256 = \"abababababababababababababababababababababababababababababababab\"\n\
+          stamp = \"2049:131:16777216:1764700000.123456789:1764700000.5\"\n\n\
           [[repos]]\nlocation = \"/srv/wal\"\nsystem_identifier = \"7312345678901234567\"\n\
           stored_size = 1234\n\n[[repos]]\nlocation = \"s3://bucket/prefix\"\nstored_size = 1234\n"
             .to_vec(),
     );
     add("repo_metadata", "format", b"format_version = 1\n".to_vec());
+    add(
+        "repo_metadata",
+        "encryption",
+        b"scheme = \"age\"\nsince = \"2026-12-02T13:20:00Z\"\n\
+          recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n"
+            .to_vec(),
+    );
     // An age header as uxwal writes it (one X25519 stanza, its own stanzas, the
     // MAC line), then payload bytes; fixed values, so that the seed is the same
     // on every run (real encryption is randomised).

@@ -372,7 +372,10 @@ fn without_the_spool_calls_still_succeed_by_comparing_content() {
 }
 
 #[test]
-fn an_object_removed_from_the_repository_after_recording_is_archived_again() {
+fn an_object_removed_from_the_repository_after_recording_is_trusted_as_stored() {
+    // The record is written only once the store confirmed the object durable;
+    // from then on the object is the store's to keep, as after a call that
+    // stored it itself: the confirmation asks no repository (docs/push-ahead.md).
     for fx in [Fixture::local(), Fixture::s3()] {
         let fx = after_one_batch(fx);
         // Behind push-ahead's back: uxwal-cleanup removes everything before 3.
@@ -390,13 +393,144 @@ fn an_object_removed_from_the_repository_after_recording_is_archived_again() {
         assert_eq!(fx.restored(SEGS[1]), None, "the object is gone");
         let r = fx.db_archive(SEGS[1], 4);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(!confirmed_by_spool(&r, SEGS[1]), "{}", r.stderr);
-        assert!(stored_by_this_call(&r, SEGS[1]), "{}", r.stderr);
+        assert!(confirmed_by_spool(&r, SEGS[1]), "{}", r.stderr);
+    }
+}
+
+/// Waits until every WAL file of `fx` was last changed more than push-ahead's
+/// settling time ago (2 s, `src/pipeline/stamp.rs`), so that the worker takes
+/// stamps: a wait for a clock condition, not for another process.
+fn settled(fx: Fixture) -> Fixture {
+    use std::os::unix::fs::MetadataExt;
+    let newest = SEGS
+        .iter()
+        .map(|n| {
+            let m = fs::metadata(fx.site.wal(n)).unwrap();
+            std::time::UNIX_EPOCH
+                + std::time::Duration::new(m.ctime() as u64, m.ctime_nsec() as u32)
+        })
+        .max()
+        .unwrap();
+    let until = newest + std::time::Duration::from_millis(2100);
+    if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left);
+    }
+    fx
+}
+
+fn confirmed_by(r: &Ran, name: &str, proof: &str) -> bool {
+    r.stderr
+        .contains(&format!("{name}: its push ahead is confirmed by {proof}"))
+}
+
+/// Puts `bytes` in place of `name` the way `how` says, keeping its size and mtime.
+fn replace_keeping_mtime(fx: &Fixture, name: &str, bytes: &[u8], by_rename: bool) {
+    let path = fx.site.wal(name);
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    let target = if by_rename {
+        fx.site.wal(&format!("{name}.new"))
+    } else {
+        path.clone()
+    };
+    fs::write(&target, bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&target)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    if by_rename {
+        fs::rename(&target, &path).unwrap();
+    }
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+}
+
+#[test]
+fn a_settled_file_is_confirmed_by_its_stamp_and_any_rewrite_or_replacement_is_caught() {
+    for fx in [Fixture::local(), Fixture::s3()] {
+        let fx = after_one_batch(settled(fx));
+        let r = fx.db_archive(SEGS[1], 4);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(confirmed_by(&r, SEGS[1], "its stamp"), "{}", r.stderr);
+
+        // Rewritten in place, same size, mtime set back: ctime gives it away.
+        let mut changed = fx.original(SEGS[2]);
+        changed[MIB as usize / 2] ^= 1;
+        replace_keeping_mtime(&fx, SEGS[2], &changed, false);
+        let r = fx.db_archive(SEGS[2], 4);
         assert_eq!(
-            fx.restored(SEGS[1]).as_deref(),
-            Some(fx.original(SEGS[1]).as_slice())
+            r.code, 1,
+            "never success for content not archived: {}",
+            r.stderr
+        );
+        assert!(!confirmed_by_spool(&r, SEGS[2]), "{}", r.stderr);
+        assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
+
+        // Replaced by a rename, same size and mtime: another inode.
+        let mut changed = fx.original(SEGS[3]);
+        changed[MIB as usize / 3] ^= 1;
+        replace_keeping_mtime(&fx, SEGS[3], &changed, true);
+        let r = fx.db_archive(SEGS[3], 4);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(!confirmed_by_spool(&r, SEGS[3]), "{}", r.stderr);
+        assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
+
+        // Replaced by identical bytes: the stamp differs, the SHA-256 decides.
+        replace_keeping_mtime(&fx, SEGS[4], &fx.original(SEGS[4]), true);
+        let r = fx.db_archive(SEGS[4], 4);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(confirmed_by(&r, SEGS[4], "its SHA-256"), "{}", r.stderr);
+        for name in [SEGS[1], SEGS[4]] {
+            assert_eq!(
+                fx.restored(name).as_deref(),
+                Some(fx.original(name).as_slice())
+            );
+        }
+        for name in [SEGS[2], SEGS[3]] {
+            assert_eq!(
+                fx.restored(name).as_deref(),
+                Some(fx.original(name).as_slice()),
+                "the archived copy is untouched"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_record_for_other_repositories_another_identity_or_other_recipients_is_never_used() {
+    let fx = after_one_batch(settled(Fixture::local()));
+    let edit = |name: &str, from: &str, to: &str| {
+        let text = fs::read_to_string(fx.entry(name)).unwrap();
+        assert!(text.contains(from), "{text}");
+        fs::write(fx.entry(name), text.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        SEGS[1],
+        &format!("system_identifier = \"{SYSID}\""),
+        "system_identifier = \"1\"",
+    );
+    edit(SEGS[2], "location = \"", "location = \"/elsewhere");
+    edit(
+        SEGS[3],
+        "[[repos]]",
+        "encrypted_to = [\"age1nobody\"]\n\n[[repos]]",
+    );
+    for (name, why) in [
+        (SEGS[1], "another archive identity"),
+        (SEGS[2], "other repositories"),
+        (SEGS[3], "other encryption settings"),
+    ] {
+        let r = fx.db_archive(name, 4);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert!(!confirmed_by_spool(&r, name), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("already archived with identical content"),
+            "{name}: {}",
+            r.stderr
         );
     }
+    assert_all_archived(&fx, &SEGS);
 }
 
 /// Starts the call for `name` with `--parallel 4` as a child process.
@@ -705,7 +839,7 @@ fn the_call_for_a_file_being_pushed_waits_for_that_push_instead_of_uploading_aga
 
     // Uploaded once: one PUT of each file; the worker checked the repository
     // once for its run, not once per file (the call for SEGS[1] once, too; the
-    // confirmation reads the identity only).
+    // confirmation asks nothing).
     let requests = proxy.take_requests();
     let shown = requests.join("\n");
     for name in &SEGS[1..] {
@@ -722,15 +856,14 @@ fn the_call_for_a_file_being_pushed_waits_for_that_push_instead_of_uploading_aga
             .count()
     };
     assert_eq!(count("FORMAT"), 2, "the call and the worker:\n{shown}");
-    assert_eq!(
-        count("IDENTITY"),
-        3,
-        "the call, the worker, the confirmation:\n{shown}"
-    );
+    assert_eq!(count("IDENTITY"), 2, "the call and the worker:\n{shown}");
     for name in &SEGS[3..] {
         let r = fx.db_archive(name, 4);
         assert!(confirmed_by_spool(&r, name), "{name}: {}", r.stderr);
     }
+    // Confirmations are local: not one request.
+    let requests = proxy.take_requests();
+    assert!(requests.is_empty(), "{}", requests.join("\n"));
     fx.wait_worker();
     assert_all_archived(&fx, &SEGS);
 }

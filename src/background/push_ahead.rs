@@ -2,14 +2,17 @@
 //! the database has already marked ready, up to N-1 at a time, through the same
 //! pipeline as the call's own file ([`ship::archive_file_checked`]), so that
 //! their own calls only have to confirm them. Guarantees: a call exits 0 for a
-//! pushed file only after re-checking the local file and every repository
-//! against the durable spool record; `.ready`/`.done` files are never touched;
-//! per-file locks keep a file from being shipped twice.
+//! pushed file only when the durable spool record (written after every
+//! repository confirmed the object) names the call's repositories, recipients
+//! and the file's own identity, and the local file is provably the one shipped
+//! (its [`FileStamp`] or its hash), all without a round trip; `.ready`/`.done`
+//! files are never touched; per-file locks keep a file from being shipped twice.
 //! The design and what each guarantee rests on: `docs/push-ahead.md`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -22,8 +25,10 @@ use super::{detach, Launcher, WorkerJob};
 use crate::codec::hex;
 use crate::error::{Error, Result};
 use crate::pipeline::ship::{self, ArchiveOutcome, CheckedRepos, Shipped};
+use crate::pipeline::stamp::FileStamp;
 use crate::repo::Repository;
 use crate::signals;
+use crate::wal::header::{LongPageHeader, LONG_HEADER_LEN};
 use crate::wal::name::WalName;
 
 /// What an archive call with push-ahead, and the worker it starts, run with.
@@ -80,11 +85,11 @@ pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Resu
             Err(e) => tracing::warn!("{name}: cannot start the push-ahead worker: {e}"),
         }
     }
-    let repos = ship::open_repos(settings)?;
-    if spool.confirms(name, wal_path, &repos, settings) {
+    if spool.confirms(name, wal_path, settings) {
         tracing::debug!("{name} is already archived by push-ahead (confirmed)");
         return Ok(ArchiveOutcome::AlreadyArchived);
     }
+    let repos = ship::open_repos(settings)?;
     ship::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome)
 }
 
@@ -253,6 +258,12 @@ pub(crate) struct PushedEntry {
     sha256: String,
     /// One per repository, in the order given to the command.
     repos: Vec<RepoRecord>,
+    /// The recipients it was encrypted to, as configured (empty: not encrypted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    encrypted_to: Vec<String>,
+    /// The local file's [`FileStamp`] when it was read, when one could be taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stamp: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +303,8 @@ impl PushedEntry {
             size: shipped.size,
             sha256: hex(&shipped.sha256),
             repos: records,
+            encrypted_to: recipients_of(settings),
+            stamp: shipped.stamp.map(|s| s.to_string()),
         })
     }
 
@@ -304,7 +317,11 @@ impl PushedEntry {
                 .sha256
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            && !entry.repos.is_empty();
+            && !entry.repos.is_empty()
+            && entry
+                .stamp
+                .as_deref()
+                .is_none_or(|s| s.parse::<FileStamp>().is_ok());
         well_formed.then_some(entry)
     }
 }
@@ -513,13 +530,7 @@ impl Spool {
     /// True when `name` has an entry and everything in it still holds (see the
     /// module documentation). The entry is removed either way: once confirmed it
     /// has served its purpose, and when not, the normal path decides.
-    fn confirms(
-        &self,
-        name: &WalName,
-        wal_path: &Path,
-        repos: &[Repository],
-        settings: &ship::Settings,
-    ) -> bool {
+    fn confirms(&self, name: &WalName, wal_path: &Path, settings: &ship::Settings) -> bool {
         let text = match self.read_entry(name) {
             Ok(None) => return false,
             Ok(Some(text)) => text,
@@ -531,11 +542,14 @@ impl Spool {
         };
         let verdict = match PushedEntry::parse(&text, name) {
             None => Err("its spool entry is damaged".to_string()),
-            Some(entry) => check_entry(&entry, name, wal_path, repos, settings),
+            Some(entry) => check_entry(&entry, name, wal_path, settings),
         };
         self.remove(name);
         match verdict {
-            Ok(()) => true,
+            Ok(proof) => {
+                tracing::debug!("{name}: its push ahead is confirmed by {proof}, with no request");
+                true
+            }
             Err(reason) => {
                 tracing::info!("{name}: {reason}; archiving it again");
                 false
@@ -544,14 +558,15 @@ impl Spool {
     }
 }
 
-/// Checks a recorded push against the local file and the repositories now.
+/// Checks a recorded push against the call's settings and the local file, with
+/// no request to any repository: the record was written only after every
+/// repository confirmed the object durable (see `docs/push-ahead.md`).
 fn check_entry(
     entry: &PushedEntry,
     name: &WalName,
     wal_path: &Path,
-    repos: &[Repository],
     settings: &ship::Settings,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<&'static str, String> {
     let locations: Vec<&str> = entry.repos.iter().map(|r| r.location.as_str()).collect();
     if locations
         != settings
@@ -562,87 +577,49 @@ fn check_entry(
     {
         return Err("it was pushed ahead to other repositories".into());
     }
-    // The local hash is CPU and the repository checks are round trips: overlap them.
-    std::thread::scope(|scope| {
-        let hashing = std::thread::Builder::new().spawn_scoped(scope, || hash_file(wal_path));
-        let stored = check_repositories(entry, name, repos, settings);
-        // Without a thread to be had, hashed here after the checks.
-        let hashed = match hashing {
-            Ok(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("hashing thread failed"))),
-            Err(_) => hash_file(wal_path),
-        };
-        let (size, sha256) =
-            hashed.map_err(|e| format!("cannot read {}: {e}", wal_path.display()))?;
-        if size != entry.size || hex(&sha256) != entry.sha256 {
-            return Err("the file changed since it was pushed ahead".into());
-        }
-        stored
-    })
-}
-
-/// Checks that every repository still has the recorded identity and holds the
-/// object with the recorded size. The object checks run on clients of their own
-/// (a [`Repository`] serves one thread), so they are in flight together with the
-/// identity checks: a confirmation costs one round trip, not two per repository.
-fn check_repositories(
-    entry: &PushedEntry,
-    name: &WalName,
-    repos: &[Repository],
-    settings: &ship::Settings,
-) -> std::result::Result<(), String> {
-    let key = Repository::key(name);
-    std::thread::scope(|scope| {
-        let stats: Vec<_> = settings
+    if entry.encrypted_to != recipients_of(settings) {
+        return Err("it was pushed ahead with other encryption settings".into());
+    }
+    let unreadable = |e: io::Error| format!("cannot read {}: {e}", wal_path.display());
+    let file = File::open(wal_path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if let WalName::Segment(_) | WalName::Partial(_) = name {
+        // The identity every repository was checked against is the segment's own.
+        let mut head = [0u8; LONG_HEADER_LEN];
+        file.read_exact_at(&mut head, 0).map_err(unreadable)?;
+        let own = LongPageHeader::parse(&head)
+            .map_err(|e| format!("its page header is unreadable ({e})"))?
+            .system_identifier
+            .to_string();
+        if entry
             .repos
             .iter()
-            .map(|location| {
-                let key = &key;
-                // Without a thread to be had, the stat is made below instead.
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, move || {
-                        Repository::open_with(location, &settings.store).and_then(|r| r.stat(key))
-                    })
-                    .ok()
-            })
-            .collect();
-        for (repo, record) in repos.iter().zip(&entry.repos) {
-            let identity = repo
-                .identity()
-                .map_err(|e| e.to_string())?
-                .map(|i| i.system_identifier.to_string());
-            // A repository without an identity then (only history files in it) may
-            // have gained one since; one that had an identity must still have it.
-            if record.system_identifier.is_some() && identity != record.system_identifier {
-                return Err(format!(
-                    "repository {} has another identity than when it was pushed ahead",
-                    repo.describe()
-                ));
-            }
+            .any(|r| r.system_identifier.as_deref() != Some(own.as_str()))
+        {
+            return Err("it was pushed ahead under another archive identity".into());
         }
-        for ((stat, repo), record) in stats.into_iter().zip(repos).zip(&entry.repos) {
-            let stored = match stat {
-                Some(stat) => stat
-                    .join()
-                    .map_err(|_| "the checking thread failed".to_string())?,
-                None => repo.stat(&key),
-            }
-            .map_err(|e| e.to_string())?;
-            if stored != Some(record.stored_size) {
-                return Err(format!(
-                    "repository {} no longer holds what was pushed ahead",
-                    repo.describe()
-                ));
-            }
-        }
-        Ok(())
-    })
+    }
+    // The stamp proves the file unchanged without reading it; without one (or
+    // when it differs) the file's own bytes decide.
+    if entry.stamp.is_some() && entry.stamp == Some(FileStamp::of(&meta).to_string()) {
+        return Ok("its stamp");
+    }
+    let (sha256, size) = crate::codec::digest::hash_reader(&mut &file).map_err(unreadable)?;
+    if size != entry.size || hex(&sha256) != entry.sha256 {
+        return Err("the file changed since it was pushed ahead".into());
+    }
+    Ok("its SHA-256")
 }
 
-/// Size and SHA-256 of a file, read in 1 MiB blocks.
-fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
-    crate::codec::digest::hash_reader(&mut File::open(path)?).map(|(sha, size)| (size, sha))
+/// The recipients the call encrypts to, as recorded in an entry (none: plain).
+fn recipients_of(settings: &ship::Settings) -> Vec<String> {
+    settings
+        .store
+        .keys
+        .recipients
+        .as_ref()
+        .map(|r| r.names())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -706,6 +683,10 @@ mod tests {
                     stored_size: 1234,
                 },
             ],
+            encrypted_to: vec![
+                "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
+            ],
+            stamp: Some("2049:131:16777216:1764700000.123456789:1764700000.5".into()),
         }
     }
 
@@ -737,6 +718,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(PushedEntry::parse(&no_repos, &name), None);
+        let bad_stamp = text.replace("1764700000.5", "1764700000.x");
+        assert_ne!(bad_stamp, text);
+        assert_eq!(PushedEntry::parse(&bad_stamp, &name), None);
     }
 
     #[test]

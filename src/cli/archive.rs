@@ -38,9 +38,10 @@ pub struct ArchiveCli {
 
     /// Push ready files ahead: a background worker started by the call archives the
     /// files the database has marked ready (archive_status/*.ready), up to N-1 at a
-    /// time, recorded in the spool so that their own calls only confirm them (size,
-    /// SHA-256, repository); 1 turns it off [default: 1 when every repository is a
-    /// local directory, 4 when one is an object store].
+    /// time, recorded in the spool so that their own calls only confirm them, with
+    /// local checks and no request to the store (repositories, identity, the file
+    /// unchanged by its stamp or SHA-256); 1 turns it off [default: 1 when every
+    /// repository is a local directory, 4 when one is an object store].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: Option<u16>,
 

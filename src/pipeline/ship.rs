@@ -17,11 +17,13 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::SystemTime;
 
 use crate::codec::digest::{self, PumpError, CHUNK};
 use crate::codec::{Compression, Encoder, Trailer};
 use crate::crypt::{DigestKey, Keys, Recipients};
 use crate::error::{Error, Result};
+use crate::pipeline::stamp::FileStamp;
 use crate::repo::remote::StoreOptions;
 use crate::repo::{identity, Identity, PutOutcome, Repository};
 use crate::wal::name::{SegmentName, WalName};
@@ -60,6 +62,9 @@ pub struct Shipped {
     /// backup files, which are not checked against it, the one known beforehand
     /// if any).
     pub identities: Vec<Option<Identity>>,
+    /// The local file's stamp, when it proves the file unchanged since before it
+    /// was read ([`FileStamp::taken`]).
+    pub stamp: Option<FileStamp>,
 }
 
 /// Opens every repository of `settings`. Sends no request. A [`Repository`] is used
@@ -133,6 +138,8 @@ pub fn archive_file_checked(
         path: wal_path.to_path_buf(),
         source,
     };
+    // Taken before the file is opened: a stamp needs a ctime older than this.
+    let began = SystemTime::now();
     let mut source = File::open(wal_path).map_err(source_error)?;
     let meta = source.metadata().map_err(source_error)?;
     if !meta.is_file() {
@@ -250,6 +257,10 @@ pub fn archive_file_checked(
     let (sha256, total) = (trailer.sha256, trailer.size);
     let written = tee.written;
     drop(tee);
+    let stamp = source
+        .metadata()
+        .ok()
+        .and_then(|after| FileStamp::taken(began, &meta, &after));
 
     // Success only when every repository holds the file.
     let mut outcome = ArchiveOutcome::Archived;
@@ -290,6 +301,7 @@ pub fn archive_file_checked(
         sha256,
         stored_sizes,
         identities,
+        stamp,
     })
 }
 
