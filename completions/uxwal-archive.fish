@@ -8,7 +8,7 @@ complete -c uxwal-archive -l compress -d 'Compression: none, gzip or zstd [defau
 gzip\t'gzip (deflate); `gunzip` restores it'
 zstd\t'Zstandard; `zstd -d` restores it'"
 complete -c uxwal-archive -l level -d 'Compression level [default: zstd 1, gzip 6]' -r
-complete -c uxwal-archive -l parallel -d 'Push ready files ahead: a background worker started by the call archives the files the database has marked ready (archive_status/*.ready), up to N-1 at a time, recorded in the spool so that their own calls only confirm them (size, SHA-256, repository); 1 turns it off [default: 1 when every repository is a local directory, 4 when one is an object store]' -r
+complete -c uxwal-archive -l parallel -d 'Push ready files ahead: a background worker started by the call archives the files the database has marked ready (archive_status/*.ready), up to N-1 at a time, recorded in the spool so that their own calls only confirm them, with local checks and no request to the store (repositories, identity, the file unchanged by its stamp or SHA-256); 1 turns it off [default: 1 when every repository is a local directory, 4 when one is an object store]' -r
 complete -c uxwal-archive -l spool-dir -d 'Spool root, outside the data directory, private to the user running uxwal (mode 0700; anything else is refused with a warning) [default: /var/spool/uxwal when it exists and is the user\'s, else $TMPDIR/uxwal-UID]. Push-ahead keeps one entry of about 300 bytes per file pushed ahead, removed once confirmed or once the database has removed the file, and an empty lock file per file pushed or archived, removed with the file' -r -F
 complete -c uxwal-archive -s q -l quiet -d 'Print errors only'
 complete -c uxwal-archive -s v -l verbose -d 'Also print what each step does'

@@ -476,6 +476,10 @@ fn a_spooled_segment_of_another_archive_is_never_used() {
     // the other archive's.
     let mine = spool_dir(&site, SYSID);
     let theirs = spool_dir_of(&site, &foreign, 42);
+    // A first call caches this archive's identity (it reads it beside its own
+    // fetch, so it looks at no entry): the next calls find the spool at once.
+    assert!(!restore_ok(&site, &seg(1), Some(2), &originals[0]));
+    wait_for_worker(&mine).unwrap();
     private_dir(&mine);
     private_dir(&theirs);
     fs::write(mine.join(seg(2)), entry_of(&theirs_originals[1])).unwrap();

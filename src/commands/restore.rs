@@ -137,8 +137,14 @@ pub fn run(
     let WalName::Segment(segment) = name else {
         return fetch(&name);
     };
-    let Some(spool) = open_spool(settings, data_dir.as_deref(), own) else {
-        return fetch(&name);
+    let spool = match cached_spool(settings, data_dir.as_deref(), own) {
+        Prefetch::Off => return fetch(&name),
+        Prefetch::Ready(spool) => spool,
+        Prefetch::NeedsIdentity => {
+            return fetch_while_looking_up(segment, settings, data_dir, own, launch, || {
+                fetch(&name)
+            })
+        }
     };
     if spool.take(segment, dest) {
         prefetch_after(&spool, segment, settings, launch);
@@ -175,42 +181,123 @@ fn prefetch_after(spool: &Spool, segment: SegmentName, settings: &Settings, laun
 /// deadline, not a second full deadline.
 const SPOOL_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
 
-/// The spool of the first repository's archive, when prefetch is on and that
-/// archive has an identity. Any problem turns prefetch off for this call; a
-/// refused spool directory says so in one warning line.
-fn open_spool(settings: &Settings, data_dir: Option<&Path>, own: Option<u64>) -> Option<Spool> {
+/// The prefetch spool, as far as it can be had without a request.
+enum Prefetch {
+    /// Prefetch is off for this call.
+    Off,
+    /// The spool of the archive's cached identity.
+    Ready(Spool),
+    /// No identity is cached: it must be read from the archive first.
+    NeedsIdentity,
+}
+
+/// The spool of the first repository's archive, when prefetch is on and its
+/// identity is cached (see [`Prefetch`]). A refused spool directory says so in
+/// one warning line.
+fn cached_spool(settings: &Settings, data_dir: Option<&Path>, own: Option<u64>) -> Prefetch {
     let depth = settings.prefetch_depth();
-    let location = settings.repos.first().filter(|_| depth > 0)?;
-    let root = SpoolDir::open_root(&settings.spool_dir, data_dir)
-        .map_err(|e| tracing::warn!("prefetch off: {e}"))
-        .ok()?;
+    let Some(location) = settings.repos.first().filter(|_| depth > 0) else {
+        return Prefetch::Off;
+    };
+    let root = match SpoolDir::open_root(&settings.spool_dir, data_dir) {
+        Ok(root) => root,
+        Err(e) => {
+            tracing::warn!("prefetch off: {e}");
+            return Prefetch::Off;
+        }
+    };
     // A cached identity of another cluster than the data directory's (a reused
     // location) is not trusted, and so no entry of another cluster is ever
     // served (each entry's page header is checked against the identity).
     let cached = Spool::cached_identity(&root, location)
         .filter(|i| own.is_none_or(|own| own == i.system_identifier));
-    let identity = match cached {
-        Some(identity) => identity,
-        None => {
-            let mut store = settings.store.clone();
-            store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
-            let identity = Repository::open_with(location, &store)
-                .and_then(|repo| repo.identity())
-                .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
-                .ok()??;
-            if let Err(e) = Spool::remember_identity(&root, location, &identity) {
-                tracing::debug!("cannot remember the archive identity: {e}");
-            }
-            if own.is_some_and(|own| own != identity.system_identifier) {
-                tracing::debug!("prefetch off: the archive belongs to another database system");
-                return None;
-            }
-            identity
+    match cached {
+        Some(identity) => open_spool(&root, location, identity, settings),
+        None => Prefetch::NeedsIdentity,
+    }
+}
+
+fn open_spool(
+    root: &SpoolDir,
+    location: &str,
+    identity: Identity,
+    settings: &Settings,
+) -> Prefetch {
+    let depth = settings.prefetch_depth();
+    match Spool::open(root, location, identity, depth, settings.spool_max_bytes) {
+        Ok(spool) => Prefetch::Ready(spool),
+        Err(e) => {
+            tracing::warn!("prefetch off: {e}");
+            Prefetch::Off
         }
-    };
-    Spool::open(&root, location, identity, depth, settings.spool_max_bytes)
-        .map_err(|e| tracing::warn!("prefetch off: {e}"))
-        .ok()
+    }
+}
+
+/// The spool after reading the archive's identity (and caching it for the
+/// next calls); `None` when the archive has none or belongs to another system.
+fn looked_up_spool(
+    settings: &Settings,
+    data_dir: Option<&Path>,
+    own: Option<u64>,
+) -> Option<Spool> {
+    let location = settings.repos.first()?;
+    let root = SpoolDir::open_root(&settings.spool_dir, data_dir).ok()?;
+    let mut store = settings.store.clone();
+    store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
+    let identity = Repository::open_with(location, &store)
+        .and_then(|repo| repo.identity())
+        .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
+        .ok()??;
+    if let Err(e) = Spool::remember_identity(&root, location, &identity) {
+        tracing::debug!("cannot remember the archive identity: {e}");
+    }
+    if own.is_some_and(|own| own != identity.system_identifier) {
+        tracing::debug!("prefetch off: the archive belongs to another database system");
+        return None;
+    }
+    match open_spool(&root, location, identity, settings) {
+        Prefetch::Ready(spool) => Some(spool),
+        _ => None,
+    }
+}
+
+/// Restores `segment` with no identity cached: the identity is read on a
+/// thread beside the fetch, not before it, so that the first call of a
+/// recovery costs one round trip like a serial one; as soon as it is known the
+/// thread starts the worker on the following segments, as the cached path does
+/// before its fetch. The call then waits for that thread (usually done by
+/// then: a small object against a segment), at most [`SPOOL_LOOKUP_BUDGET`],
+/// the bound the lookup had when it came before the fetch.
+fn fetch_while_looking_up(
+    segment: SegmentName,
+    settings: &Settings,
+    data_dir: Option<PathBuf>,
+    own: Option<u64>,
+    launch: Launcher,
+    fetch: impl FnOnce() -> Result<RestoreOutcome>,
+) -> Result<RestoreOutcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lookup_settings = settings.clone();
+    let looking = std::thread::Builder::new().spawn(move || {
+        if let Some(spool) = looked_up_spool(&lookup_settings, data_dir.as_deref(), own) {
+            prefetch_after(&spool, segment, &lookup_settings, launch);
+        }
+        let _ = tx.send(());
+    });
+    let outcome = fetch();
+    match looking {
+        Ok(_) => {
+            let _ = rx.recv_timeout(SPOOL_LOOKUP_BUDGET);
+        }
+        // No thread to be had: looked up here, after the fetch.
+        Err(_) => {
+            if let Some(spool) = looked_up_spool(settings, spool::data_directory().as_deref(), own)
+            {
+                prefetch_after(&spool, segment, settings, launch);
+            }
+        }
+    }
+    outcome
 }
 
 /// The system identifier in `global/pg_control` of `data_dir`: the first field
