@@ -423,7 +423,8 @@ fn confirmed_by(r: &Ran, name: &str, proof: &str) -> bool {
         .contains(&format!("{name}: its push ahead is confirmed by {proof}"))
 }
 
-/// Puts `bytes` in place of `name` the way `how` says, keeping its size and mtime.
+/// Puts `bytes` in place of `name` (rewritten in place, or renamed over it when
+/// `by_rename`), keeping its mtime.
 fn replace_keeping_mtime(fx: &Fixture, name: &str, bytes: &[u8], by_rename: bool) {
     let path = fx.site.wal(name);
     let mtime = fs::metadata(&path).unwrap().modified().unwrap();

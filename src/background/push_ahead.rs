@@ -601,7 +601,11 @@ fn check_entry(
     }
     // The stamp proves the file unchanged without reading it; without one (or
     // when it differs) the file's own bytes decide.
-    if entry.stamp.is_some() && entry.stamp == Some(FileStamp::of(&meta).to_string()) {
+    let recorded = entry
+        .stamp
+        .as_deref()
+        .and_then(|s| s.parse::<FileStamp>().ok());
+    if recorded == Some(FileStamp::of(&meta)) {
         return Ok("its stamp");
     }
     let (sha256, size) = crate::codec::digest::hash_reader(&mut &file).map_err(unreadable)?;

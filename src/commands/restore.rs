@@ -140,10 +140,8 @@ pub fn run(
     let spool = match cached_spool(settings, data_dir.as_deref(), own) {
         Prefetch::Off => return fetch(&name),
         Prefetch::Ready(spool) => spool,
-        Prefetch::NeedsIdentity => {
-            return fetch_while_looking_up(segment, settings, data_dir, own, launch, || {
-                fetch(&name)
-            })
+        Prefetch::NeedsIdentity(root) => {
+            return fetch_while_looking_up(segment, settings, root, own, launch, || fetch(&name))
         }
     };
     if spool.take(segment, dest) {
@@ -187,8 +185,8 @@ enum Prefetch {
     Off,
     /// The spool of the archive's cached identity.
     Ready(Spool),
-    /// No identity is cached: it must be read from the archive first.
-    NeedsIdentity,
+    /// No identity is cached in this spool root: it must be read from the archive first.
+    NeedsIdentity(SpoolDir),
 }
 
 /// The spool of the first repository's archive, when prefetch is on and its
@@ -213,7 +211,7 @@ fn cached_spool(settings: &Settings, data_dir: Option<&Path>, own: Option<u64>) 
         .filter(|i| own.is_none_or(|own| own == i.system_identifier));
     match cached {
         Some(identity) => open_spool(&root, location, identity, settings),
-        None => Prefetch::NeedsIdentity,
+        None => Prefetch::NeedsIdentity(root),
     }
 }
 
@@ -235,27 +233,22 @@ fn open_spool(
 
 /// The spool after reading the archive's identity (and caching it for the
 /// next calls); `None` when the archive has none or belongs to another system.
-fn looked_up_spool(
-    settings: &Settings,
-    data_dir: Option<&Path>,
-    own: Option<u64>,
-) -> Option<Spool> {
+fn looked_up_spool(settings: &Settings, root: &SpoolDir, own: Option<u64>) -> Option<Spool> {
     let location = settings.repos.first()?;
-    let root = SpoolDir::open_root(&settings.spool_dir, data_dir).ok()?;
     let mut store = settings.store.clone();
     store.deadline = store.deadline.min(SPOOL_LOOKUP_BUDGET);
     let identity = Repository::open_with(location, &store)
         .and_then(|repo| repo.identity())
         .map_err(|e| tracing::debug!("prefetch off for this call: {e}"))
         .ok()??;
-    if let Err(e) = Spool::remember_identity(&root, location, &identity) {
+    if let Err(e) = Spool::remember_identity(root, location, &identity) {
         tracing::debug!("cannot remember the archive identity: {e}");
     }
     if own.is_some_and(|own| own != identity.system_identifier) {
         tracing::debug!("prefetch off: the archive belongs to another database system");
         return None;
     }
-    match open_spool(&root, location, identity, settings) {
+    match open_spool(root, location, identity, settings) {
         Prefetch::Ready(spool) => Some(spool),
         _ => None,
     }
@@ -271,31 +264,33 @@ fn looked_up_spool(
 fn fetch_while_looking_up(
     segment: SegmentName,
     settings: &Settings,
-    data_dir: Option<PathBuf>,
+    root: SpoolDir,
     own: Option<u64>,
     launch: Launcher,
     fetch: impl FnOnce() -> Result<RestoreOutcome>,
 ) -> Result<RestoreOutcome> {
+    let look_up = move |settings: &Settings, root: &SpoolDir| {
+        if let Some(spool) = looked_up_spool(settings, root, own) {
+            prefetch_after(&spool, segment, settings, launch);
+        }
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let lookup_settings = settings.clone();
-    let looking = std::thread::Builder::new().spawn(move || {
-        if let Some(spool) = looked_up_spool(&lookup_settings, data_dir.as_deref(), own) {
-            prefetch_after(&spool, segment, &lookup_settings, launch);
-        }
-        let _ = tx.send(());
+    let looking = root.try_clone().ok().and_then(|theirs| {
+        std::thread::Builder::new()
+            .spawn(move || {
+                look_up(&lookup_settings, &theirs);
+                let _ = tx.send(());
+            })
+            .ok()
     });
     let outcome = fetch();
     match looking {
-        Ok(_) => {
+        Some(_) => {
             let _ = rx.recv_timeout(SPOOL_LOOKUP_BUDGET);
         }
         // No thread to be had: looked up here, after the fetch.
-        Err(_) => {
-            if let Some(spool) = looked_up_spool(settings, spool::data_directory().as_deref(), own)
-            {
-                prefetch_after(&spool, segment, settings, launch);
-            }
-        }
+        None => look_up(settings, &root),
     }
     outcome
 }
