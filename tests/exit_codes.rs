@@ -141,3 +141,35 @@ fn a_panic_exits_with_the_status_the_hook_was_given() {
         "{line}"
     );
 }
+
+/// Greenplum and Cloudberry substitute `%c` (the content id) in
+/// `archive_command`; anything else that runs the command leaves it literal.
+/// A repository location still holding `%c` is refused, never created: archive
+/// exits 1 (the database retries), restore during a point-in-time recovery 200.
+#[test]
+fn a_repository_location_with_a_literal_content_id_is_refused() {
+    let site = site_in(&["recovery.signal"]);
+    site.write_wal(SEGMENT, &segment(SEGMENT, 16 * MIB, SYSID, 1));
+    let location = format!("{}/seg%c", site.dir.path().display());
+    let archive = site.sh(
+        &format!("\"$ARCHIVE\" --repo '{location}' %p %f"),
+        &format!("pg_wal/{SEGMENT}"),
+        SEGMENT,
+    );
+    let restore = site.sh(
+        &format!("\"$RESTORE\" --repo '{location}' %f %p"),
+        "pg_wal/RECOVERYXLOG",
+        SEGMENT,
+    );
+    for (ran, code) in [(&archive, 1), (&restore, 200)] {
+        assert_eq!(ran.code, code, "{}", ran.stderr);
+        assert_eq!(ran.stderr.lines().count(), 1, "one line: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("literal %c") && ran.stderr.contains("did not substitute"),
+            "{}",
+            ran.stderr
+        );
+    }
+    assert!(!site.dir.path().join("seg%c").exists());
+    assert!(site.restored().is_none());
+}

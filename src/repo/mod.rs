@@ -213,6 +213,7 @@ impl Repository {
     /// URL (`s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`).
     /// Opening sends no request.
     pub fn open_with(location: &str, options: &remote::StoreOptions) -> Result<Self> {
+        refuse_unsubstituted(location)?;
         if let Some(scheme) = remote::Scheme::of(location) {
             let (store, shown, prefix) = remote::build(scheme, location, options)?;
             let backend = object::ObjectStoreBackend::new(store, &shown, &prefix, options.deadline)
@@ -648,6 +649,22 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A location with a literal `%c` in it: Greenplum and Cloudberry substitute
+/// `%c` (the segment's content id) in `archive_command`, but `pg_rewind -c`,
+/// PostgreSQL itself and a hand-run command do not, and each content id must
+/// archive into its own repository. Storing into a directory or prefix really
+/// named `%c` would mix the segments' WAL, so it is refused.
+fn refuse_unsubstituted(location: &str) -> Result<()> {
+    if location.contains("%c") {
+        return Err(Error::Config(format!(
+            "repository location {location:?} holds a literal %c: the caller did not substitute it \
+             (Greenplum and Cloudberry replace %c with the content id in archive_command; \
+             pg_rewind -c and PostgreSQL do not); give the location with the content id written out"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,5 +827,19 @@ mod conformance {
                 "{loc}"
             );
         }
+    }
+
+    #[test]
+    fn a_literal_content_id_placeholder_is_refused() {
+        for loc in [
+            "/mnt/wal/seg%c",
+            "s3://bucket/wal/seg%c",
+            "file:///mnt/%c/wal",
+        ] {
+            let err = Repository::open(loc).err().expect(loc).to_string();
+            assert!(err.contains("did not substitute"), "{loc}: {err}");
+        }
+        assert!(Repository::open("/mnt/wal/seg-1").is_ok());
+        assert!(Repository::open("/mnt/wal/100%").is_ok());
     }
 }
