@@ -72,7 +72,7 @@ pub fn start_encryption(outcome: Result<Vec<(String, crate::repo::Started)>>) ->
 /// Maps a restore outcome to its exit code under `policy`, logging the error line.
 pub fn restore(outcome: Result<RestoreOutcome>, policy: ErrorPolicy, wal_name: &str) -> ExitCode {
     match outcome {
-        Ok(RestoreOutcome::Restored) => ExitCode::from(SUCCESS),
+        Ok(RestoreOutcome::Restored(_)) => ExitCode::from(SUCCESS),
         Ok(RestoreOutcome::NotInArchive) => ExitCode::from(FAILURE),
         // A malformed name cannot be in the archive: "not found" is the true answer.
         Err(e @ Error::InvalidName(_)) => {

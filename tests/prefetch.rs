@@ -94,7 +94,40 @@ fn restore_ok(site: &Site, name: &str, depth: Option<u64>, expected: &[u8]) -> b
         site.restored().as_deref() == Some(expected),
         "{name}: restored bytes differ"
     );
-    ran.stderr.contains("from the prefetch spool")
+    let from_spool = ran.stderr.contains("from the prefetch spool");
+    assert_verbose_line(
+        &ran.stderr,
+        name,
+        &site.location,
+        from_spool,
+        expected.len(),
+    );
+    from_spool
+}
+
+/// With `-v`, a restore says in one line where the file came from, its bytes,
+/// the bytes read from the repository (none from the spool) and the time.
+fn assert_verbose_line(stderr: &str, name: &str, location: &str, from_spool: bool, bytes: usize) {
+    let prefix = format!("uxwal-restore: {name}: restored from ");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+    assert_eq!(lines.len(), 1, "one restore line: {stderr}");
+    let source = if from_spool {
+        format!("the prefetch spool of {location}")
+    } else {
+        location.to_string()
+    };
+    let rest = lines[0]
+        .strip_prefix(&format!("{prefix}{source}: {bytes} bytes ("))
+        .unwrap_or_else(|| panic!("source or bytes: {}", lines[0]));
+    let (stored, ms) = rest
+        .split_once(" stored) in ")
+        .unwrap_or_else(|| panic!("stored bytes: {}", lines[0]));
+    let stored: u64 = stored.parse().unwrap();
+    assert_eq!(stored == 0, from_spool, "{}", lines[0]);
+    let ms = ms
+        .strip_suffix(" ms")
+        .unwrap_or_else(|| panic!("{}", lines[0]));
+    ms.parse::<u64>().unwrap();
 }
 
 /// The segment names in a spool directory, sorted.
@@ -764,8 +797,8 @@ fn point_in_time_recovery_across_a_timeline_switch_with_prefetch() {
     assert!(latest.current_timeline() >= 3);
     let log = latest.log_tail(1_000_000);
     assert!(
-        log.lines()
-            .any(|l| l.contains("from the prefetch spool") && l.contains("restored 00000002")),
+        log.lines().any(|l| l.contains("uxwal-restore: 00000002")
+            && l.contains(": restored from the prefetch spool")),
         "timeline-2 segments came from the spool too:\n{}",
         latest.log_tail(60)
     );

@@ -154,46 +154,41 @@ impl Spool {
     }
 
     /// Restores `segment` to `dest` from the spool when a verified entry is there,
-    /// consuming the entry. `false` means: fetch it from the repository.
-    pub fn take(&self, segment: SegmentName, dest: &Path) -> bool {
+    /// consuming the entry: the bytes restored. `None` means: fetch it from the
+    /// repository.
+    pub fn take(&self, segment: SegmentName, dest: &Path) -> Option<u64> {
         let name = segment.to_string();
         if !self.dir.exists(&name) {
-            return false;
+            return None;
         }
         // Claimed by a rename first: from then on this call alone owns the entry,
         // whoever else (a second server sharing the spool root) wants it. The
         // claim also refuses anything but a regular file of ours with one link.
         let claimed = match self.dir.claim(&name) {
             Ok(Some(claimed)) => claimed,
-            Ok(None) => return false,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(
                     "spooled copy of {segment} ({}) is unusable: {e}; removed it, fetching from the archive",
                     self.entry(segment).display()
                 );
-                return false;
+                return None;
             }
         };
         match self.restore_entry(claimed, segment, dest) {
-            Ok(()) => {
-                tracing::debug!(
-                    "restored {segment} from the prefetch spool to {}",
-                    dest.display()
-                );
-                true
-            }
+            Ok(()) => Some(self.identity.segment_size),
             Err(EntryError::Damaged(reason)) => {
                 tracing::warn!(
                     "spooled copy of {segment} ({}) is unusable: {reason}; removed it, fetching from the archive",
                     self.entry(segment).display()
                 );
-                false
+                None
             }
             Err(EntryError::Local(e)) => {
                 // Not the entry's fault (the destination, or reading our own disk):
                 // the direct fetch reports a destination problem if there is one.
                 tracing::debug!("cannot use spooled {segment}: {e}");
-                false
+                None
             }
         }
     }
@@ -887,9 +882,9 @@ mod tests {
         let spool = test_spool(root.path(), identity(), 2);
         let dest = root.path().join("RECOVERYXLOG");
         fs::write(spool.entry(seg(1, 5)), b"not an archived object at all").unwrap();
-        assert!(!spool.take(seg(1, 5), &dest));
+        assert!(spool.take(seg(1, 5), &dest).is_none());
         assert!(!spool.entry(seg(1, 5)).exists());
         assert!(!dest.exists());
-        assert!(!spool.take(seg(1, 6), &dest), "absent entry");
+        assert!(spool.take(seg(1, 6), &dest).is_none(), "absent entry");
     }
 }

@@ -27,7 +27,7 @@ use crate::background::spool::{self, SpoolDir};
 use crate::background::Launcher;
 use crate::error::Result;
 use crate::pipeline::fetch;
-pub use crate::pipeline::fetch::{ErrorPolicy, RestoreOutcome};
+pub use crate::pipeline::fetch::{ErrorPolicy, RestoreOutcome, Served};
 use crate::repo::remote::{Scheme, StoreOptions};
 use crate::repo::{Identity, Repository};
 use crate::wal::name::{SegmentName, WalName};
@@ -127,6 +127,32 @@ pub fn run(
     policy: ErrorPolicy,
     launch: Launcher,
 ) -> Result<RestoreOutcome> {
+    let started = std::time::Instant::now();
+    let outcome = restore(wal_name, dest, settings, policy, launch);
+    if let Ok(RestoreOutcome::Restored(served)) = &outcome {
+        let from = if served.from_spool {
+            format!("the prefetch spool of {}", served.repository)
+        } else {
+            served.repository.clone()
+        };
+        tracing::debug!(
+            "{wal_name}: restored from {from}: {} bytes ({} stored) in {} ms",
+            served.bytes,
+            served.stored_bytes,
+            started.elapsed().as_millis()
+        );
+    }
+    outcome
+}
+
+/// [`run`] without the log line.
+fn restore(
+    wal_name: &str,
+    dest: &Path,
+    settings: &Settings,
+    policy: ErrorPolicy,
+    launch: Launcher,
+) -> Result<RestoreOutcome> {
     let name: WalName = wal_name.parse()?;
     // The database's own system identifier, when this runs in its data
     // directory: nothing of another cluster is restored.
@@ -144,9 +170,14 @@ pub fn run(
             return fetch_while_looking_up(segment, settings, root, own, launch, || fetch(&name))
         }
     };
-    if spool.take(segment, dest) {
+    if let Some(bytes) = spool.take(segment, dest) {
         prefetch_after(&spool, segment, settings, launch);
-        return Ok(RestoreOutcome::Restored);
+        return Ok(RestoreOutcome::Restored(Served {
+            repository: settings.repos.first().cloned().unwrap_or_default(),
+            from_spool: true,
+            bytes,
+            stored_bytes: 0,
+        }));
     }
     // Not spooled. At a new position (the first call of a recovery, a jump to
     // another timeline) the worker starts on the segments after this one while
@@ -157,7 +188,7 @@ pub fn run(
         prefetch_after(&spool, segment, settings, launch);
     }
     let outcome = fetch(&name)?;
-    if outcome == RestoreOutcome::Restored && !started {
+    if matches!(outcome, RestoreOutcome::Restored(_)) && !started {
         prefetch_after(&spool, segment, settings, launch);
     }
     Ok(outcome)

@@ -30,12 +30,27 @@ pub enum ErrorPolicy {
 }
 
 /// What restoring did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreOutcome {
     /// The verified file is at the destination.
-    Restored,
+    Restored(Served),
     /// The archive does not hold the file; nothing was written.
     NotInArchive,
+}
+
+/// Where a restored file came from, and how big it was: the `--verbose` line
+/// and the metrics file report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The repository location that held it (for a spooled segment: the one
+    /// the prefetch worker fetched it from).
+    pub repository: String,
+    /// Whether it came from the prefetch spool rather than a request.
+    pub from_spool: bool,
+    /// Bytes of the restored file.
+    pub bytes: u64,
+    /// Bytes read from the repository for it (0 from the spool).
+    pub stored_bytes: u64,
 }
 
 /// Pauses between attempts under [`ErrorPolicy::Abort`]: brief, because the database waits.
@@ -60,8 +75,15 @@ pub fn fetch(
         let attempt = Repository::open_with(location, store)
             .and_then(|repo| restore_with_retries(&repo, name, dest, policy, own_system));
         match attempt {
-            Ok(RestoreOutcome::Restored) => return Ok(RestoreOutcome::Restored),
-            Ok(RestoreOutcome::NotInArchive) => {}
+            Ok(Some((bytes, stored_bytes))) => {
+                return Ok(RestoreOutcome::Restored(Served {
+                    repository: location.clone(),
+                    from_spool: false,
+                    bytes,
+                    stored_bytes,
+                }))
+            }
+            Ok(None) => {}
             Err(e) if repos.len() > 1 => {
                 tracing::warn!("{e}; trying the next repository");
                 first_error.get_or_insert(e);
@@ -78,7 +100,7 @@ fn restore_with_retries(
     dest: &Path,
     policy: ErrorPolicy,
     own_system: Option<u64>,
-) -> Result<RestoreOutcome> {
+) -> Result<Option<(u64, u64)>> {
     let mut attempt = 0;
     loop {
         match restore_once(repo, name, dest, own_system) {
@@ -150,25 +172,28 @@ impl<W: Write> Write for HeaderGate<'_, W> {
     }
 }
 
+/// Restores `name` from `repo`: the bytes of the file and of the object it
+/// came from, or `None` when the repository does not hold it.
 fn restore_once(
     repo: &Repository,
     name: &WalName,
     dest: &Path,
     own_system: Option<u64>,
-) -> Result<RestoreOutcome> {
+) -> Result<Option<(u64, u64)>> {
     // The archive's segment size is not known here (reading IDENTITY would cost
     // a round trip per file): a segment's recorded size must be one PostgreSQL
     // allows, and at most that many bytes are ever written (see `repo::stored`).
     let Some(stored) = repo.open_stored(name, None)? else {
         repo.check_format()?;
         tracing::debug!("{name} is not in the archive");
-        return Ok(RestoreOutcome::NotInArchive);
+        return Ok(None);
     };
     let destination = |source| Error::Destination {
         path: dest.to_path_buf(),
         source,
     };
     let size = stored.trailer().size;
+    let stored_len = stored.stored_len();
     let mut staged = durable::stage_beside(dest).map_err(destination)?;
     match name {
         WalName::Segment(segment) => {
@@ -194,6 +219,5 @@ fn restore_once(
         _ => stored.copy_to(&mut staged, dest)?,
     }
     staged.publish_replace(dest).map_err(destination)?;
-    tracing::debug!("restored {name} ({size} bytes) to {}", dest.display());
-    Ok(RestoreOutcome::Restored)
+    Ok(Some((size, stored_len)))
 }
