@@ -1,7 +1,8 @@
-//! Object storage emulators for tests: moto (S3) and Azurite (Azure Blob), each
-//! started on 127.0.0.1 with a free port, waited for by polling until it answers,
-//! and killed on drop. [`S3`] is the one S3 fixture: a server, the sites,
-//! store settings and configuration files that reach it. `scripts/install-deps` installs both.
+//! Object storage emulators for tests: moto (S3), Azurite (Azure Blob) and
+//! fake-gcs-server (Google Cloud Storage), each started on 127.0.0.1 with a free
+//! port, waited for by polling until it answers, and killed on drop. [`S3`] is
+//! the one S3 fixture: a server, the sites, store settings and configuration
+//! files that reach it. `scripts/install-deps` installs all three.
 #![allow(dead_code)]
 
 use std::fs;
@@ -27,12 +28,27 @@ pub fn free_port() -> u16 {
 
 /// Sends one HTTP/1.1 request and returns the status code (None if no answer).
 pub fn http(port: u16, method: &str, path: &str) -> Option<u16> {
+    http_with_body(port, method, path, &[])
+}
+
+/// [`http`] with a request body (sent as `application/octet-stream` when not empty).
+pub fn http_with_body(port: u16, method: &str, path: &str, body: &[u8]) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     // Generous: a loaded machine makes the emulators slow, and a request that
     // times out here reads as "no answer yet" to the callers that poll.
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/octet-stream\r\n"
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{content_type}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(req.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -283,4 +299,141 @@ print(urllib.request.urlopen(req).status)
     pub fn location(&self, prefix: &str) -> String {
         format!("az://{}/{prefix}", self.container)
     }
+}
+
+/// fake-gcs-server (Google Cloud Storage) with one bucket, in memory.
+///
+/// object_store writes through GCS's XML API, whose uploads fake-gcs-server
+/// 1.54 refuses (400 "invalid uploadType"); its reads, listings and deletes
+/// work. Tests therefore put objects in with [`Gcs::upload`], through the JSON
+/// upload API that fake-gcs-server does have.
+pub struct Gcs {
+    pub server: Server,
+    pub bucket: String,
+    /// The bucket directory the server loads at start, and the service
+    /// account file that points object_store at the server.
+    dir: tempfile::TempDir,
+}
+
+impl Gcs {
+    pub fn start(bucket: &str) -> Gcs {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        // Each directory under -data is a bucket when the server starts.
+        fs::create_dir_all(dir.path().join("data").join(bucket)).unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let bin =
+            std::env::var("UXWAL_FAKE_GCS_SERVER").unwrap_or_else(|_| "fake-gcs-server".into());
+        let mut child = Command::new(&bin)
+            .args([
+                "-backend",
+                "memory",
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+            ])
+            .args(["-port", &port.to_string()])
+            // Requests are routed by Host header: it must be exactly this
+            // address (not "localhost"), or every request answers 404.
+            .args(["-public-host", &address])
+            .args(["-external-url", &format!("http://{address}")])
+            .arg("-data")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): run scripts/install-deps as root")
+            });
+        // Ready once the bucket it loaded answers, not merely the port.
+        wait_until("fake-gcs-server", &mut child, || {
+            http(port, "GET", &format!("/storage/v1/b/{bucket}")) == Some(200)
+        });
+        let gcs = Gcs {
+            server: Server {
+                child,
+                port,
+                name: "fake-gcs-server",
+            },
+            bucket: bucket.into(),
+            dir,
+        };
+        // disable_oauth: object_store sends no token request to Google.
+        fs::write(
+            gcs.service_account(),
+            format!(
+                r#"{{"gcs_base_url":"{}","disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}}"#,
+                gcs.endpoint()
+            ),
+        )
+        .unwrap();
+        gcs
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The service account file naming this server as the GCS endpoint.
+    pub fn service_account(&self) -> PathBuf {
+        self.dir.path().join("service-account.json")
+    }
+
+    /// The environment uxwal needs to reach this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "GOOGLE_SERVICE_ACCOUNT".into(),
+                self.service_account().display().to_string(),
+            ),
+            ("GOOGLE_ALLOW_HTTP".into(), "true".into()),
+        ]
+    }
+
+    pub fn location(&self, prefix: &str) -> String {
+        format!("gs://{}/{prefix}", self.bucket)
+    }
+
+    /// A [`Site`] whose repository is `prefix` in this bucket.
+    pub fn site(&self, prefix: &str) -> Site {
+        let mut site = Site::new();
+        site.location = self.location(prefix);
+        site.env = self.env();
+        site
+    }
+
+    /// [`Gcs::env`] as the `[gcs]` settings of a store client in the test itself.
+    pub fn store_options(&self) -> StoreOptions {
+        let mut options = StoreOptions::default();
+        for (k, v) in self.env() {
+            options.gcs.insert(k.to_ascii_lowercase(), v);
+        }
+        options
+    }
+
+    /// Stores `bytes` as object `key` of the bucket (replacing one there),
+    /// through the JSON API's media upload.
+    pub fn upload(&self, key: &str, bytes: &[u8]) {
+        let path = format!(
+            "/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+            self.bucket,
+            percent_encode(key)
+        );
+        let status = http_with_body(self.server.port, "POST", &path, bytes);
+        assert_eq!(status, Some(200), "upload {key} to fake-gcs-server");
+    }
+}
+
+/// `text` with every byte but RFC 3986's unreserved ones percent-encoded (for
+/// an object name in a query string, where `/` must be `%2F`).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
