@@ -13,6 +13,7 @@ fn main() -> ExitCode {
             .and_then(|job| uxwal::commands::archive::run_push_ahead_worker(&job, worker.lock_fd));
         return uxwal::exit::worker("push-ahead worker", outcome);
     }
+    let run = uxwal::metrics::Run::start("archive");
     let cli = ArchiveCli::parse();
     uxwal::logging::init("uxwal-archive", cli.common.verbosity());
     let (Some(wal_path), Some(wal_name)) = (&cli.wal_path, &cli.wal_name) else {
@@ -23,8 +24,19 @@ fn main() -> ExitCode {
         return uxwal::exit::start_encryption(outcome);
     };
     uxwal::exit::panic_names(wal_name);
-    let outcome = cli
-        .settings()
-        .and_then(|s| uxwal::commands::archive::run(wal_path, wal_name, &s, worker::args));
+    let settings = cli.settings();
+    let repos = match &settings {
+        Ok(s) => s.ship.repos.clone(),
+        Err(_) => cli.common.repo.clone(),
+    };
+    let outcome =
+        settings.and_then(|s| uxwal::commands::archive::run(wal_path, wal_name, &s, worker::args));
+    let metrics_file = cli.common.metrics_file(None);
+    run.record_archive(
+        metrics_file.as_deref(),
+        &repos,
+        (wal_path, wal_name),
+        &outcome,
+    );
     uxwal::exit::archive(outcome, wal_name)
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             .and_then(|job| uxwal::commands::restore::run_prefetch_worker(&job, worker.lock_fd));
         return exit::worker("prefetch worker", outcome);
     }
+    let run = uxwal::metrics::Run::start("restore");
     let cli = match RestoreCli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return exit::restore_usage(e),
@@ -29,8 +30,16 @@ fn main() -> ExitCode {
     let file = ConfigFile::load(cli.common.config.as_deref());
     let policy = cli.policy(file.as_ref().ok());
     exit::exit_on_panic("uxwal-restore", exit::restore_panic_status(policy));
-    let outcome = file.and_then(|f| cli.settings(&f)).and_then(|s| {
+    let metrics_file = file.as_ref().ok().map(|f| cli.common.metrics_file(Some(f)));
+    let settings = file.and_then(|f| cli.settings(&f));
+    let repos = match &settings {
+        Ok(s) => s.repos.clone(),
+        Err(_) => cli.common.repo.clone(),
+    };
+    let outcome = settings.and_then(|s| {
         uxwal::commands::restore::run(&cli.wal_name, &cli.dest_path, &s, policy, worker::args)
     });
+    let metrics_file = metrics_file.unwrap_or_else(|| cli.common.metrics_file.clone());
+    run.record_restore(metrics_file.as_deref(), &repos, &cli.wal_name, &outcome);
     exit::restore(outcome, policy, &cli.wal_name)
 }

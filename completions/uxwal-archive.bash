@@ -23,7 +23,7 @@ _uxwal__archive() {
 
     case "${cmd}" in
         uxwal__archive)
-            opts="-q -v -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --quiet --verbose --compress --level --parallel --spool-dir --start-encryption --help --version"
+            opts="-q -v -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --metrics-file --quiet --verbose --compress --level --parallel --spool-dir --start-encryption --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _uxwal__archive() {
                     return 0
                     ;;
                 --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

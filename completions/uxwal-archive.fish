@@ -4,6 +4,7 @@ complete -c uxwal-archive -l config -d 'Configuration file (TOML). Default: /etc
 complete -c uxwal-archive -l encrypt-to -d 'Encrypt archived files to this age recipient (age1...) or to the recipients in this file (absolute path); repeatable (uxwal-archive) [default: encrypt_to in the file]' -r
 complete -c uxwal-archive -l digest-key-file -d 'The digest key file (absolute path, mode 0600) that identical duplicates of encrypted files are recognised by; needed with --encrypt-to (uxwal-archive) [default: digest_key_file in the file]' -r -F
 complete -c uxwal-archive -l identity -d 'age identity file (absolute path, mode 0600) that encrypted files are read with; repeatable, so that keys can rotate [default: identity_file in the file]' -r -F
+complete -c uxwal-archive -l metrics-file -d 'Prometheus text-format file that each run updates, for node_exporter\'s textfile collector (absolute path; see docs/metrics.md) [default: metrics_file in the file]' -r -F
 complete -c uxwal-archive -l compress -d 'Compression: none, gzip or zstd [default: zstd]' -r -f -a "none\t'Uncompressed bytes in a zstd frame of raw blocks (`zstd -d` restores them)'
 gzip\t'gzip (deflate); `gunzip` restores it'
 zstd\t'Zstandard; `zstd -d` restores it'"

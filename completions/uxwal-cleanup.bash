@@ -23,7 +23,7 @@ _uxwal__cleanup() {
 
     case "${cmd}" in
         uxwal__cleanup)
-            opts="-q -v -n -d -x -b -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --quiet --verbose --dry-run --debug --strip-extension --clean-backup-history --retain-backups --older-than --help --version"
+            opts="-q -v -n -d -x -b -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --metrics-file --quiet --verbose --dry-run --debug --strip-extension --clean-backup-history --retain-backups --older-than --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _uxwal__cleanup() {
                     return 0
                     ;;
                 --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

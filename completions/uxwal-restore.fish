@@ -4,6 +4,7 @@ complete -c uxwal-restore -l config -d 'Configuration file (TOML). Default: /etc
 complete -c uxwal-restore -l encrypt-to -d 'Encrypt archived files to this age recipient (age1...) or to the recipients in this file (absolute path); repeatable (uxwal-archive) [default: encrypt_to in the file]' -r
 complete -c uxwal-restore -l digest-key-file -d 'The digest key file (absolute path, mode 0600) that identical duplicates of encrypted files are recognised by; needed with --encrypt-to (uxwal-archive) [default: digest_key_file in the file]' -r -F
 complete -c uxwal-restore -l identity -d 'age identity file (absolute path, mode 0600) that encrypted files are read with; repeatable, so that keys can rotate [default: identity_file in the file]' -r -F
+complete -c uxwal-restore -l metrics-file -d 'Prometheus text-format file that each run updates, for node_exporter\'s textfile collector (absolute path; see docs/metrics.md) [default: metrics_file in the file]' -r -F
 complete -c uxwal-restore -l on-error -d 'What an error other than "not found" does: auto (abort during point-in-time recovery, missing on a standby), abort (exit 200), missing (exit 1) [default: auto]' -r -f -a "auto\t'`abort` during point-in-time recovery (`recovery.signal` without `standby.signal` in the current directory), `missing` on a standby'
 abort\t'Retry briefly, then exit 200 so the database stops recovery'
 missing\t'Exit 1 at once, as for a missing file (the database tries again later)'"

@@ -4,6 +4,7 @@ complete -c uxwal-verify -l config -d 'Configuration file (TOML). Default: /etc/
 complete -c uxwal-verify -l encrypt-to -d 'Encrypt archived files to this age recipient (age1...) or to the recipients in this file (absolute path); repeatable (uxwal-archive) [default: encrypt_to in the file]' -r
 complete -c uxwal-verify -l digest-key-file -d 'The digest key file (absolute path, mode 0600) that identical duplicates of encrypted files are recognised by; needed with --encrypt-to (uxwal-archive) [default: digest_key_file in the file]' -r -F
 complete -c uxwal-verify -l identity -d 'age identity file (absolute path, mode 0600) that encrypted files are read with; repeatable, so that keys can rotate [default: identity_file in the file]' -r -F
+complete -c uxwal-verify -l metrics-file -d 'Prometheus text-format file that each run updates, for node_exporter\'s textfile collector (absolute path; see docs/metrics.md) [default: metrics_file in the file]' -r -F
 complete -c uxwal-verify -l timeline -d 'Only timeline TLI (decimal)' -r
 complete -c uxwal-verify -l from -d 'Only segments from SEGMENT on (a 24-digit segment name; its timeline part is ignored)' -r
 complete -c uxwal-verify -l to -d 'Only segments up to SEGMENT (a 24-digit segment name; its timeline part is ignored)' -r

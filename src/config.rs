@@ -66,6 +66,9 @@ pub struct ConfigFile {
     /// age identity files (private keys) that encrypted objects are read with;
     /// several, so that keys can rotate (uxwal-restore, -verify, -cleanup).
     pub identity_file: Option<Vec<PathBuf>>,
+    /// Prometheus text-format file every run updates, for node_exporter's
+    /// textfile collector (absolute path; `docs/metrics.md`).
+    pub metrics_file: Option<PathBuf>,
     /// S3 settings: object_store's S3 configuration keys (`region`, `endpoint`, ...).
     pub s3: Option<BTreeMap<String, toml::Value>>,
     /// Azure Blob settings: object_store's Azure configuration keys.

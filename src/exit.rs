@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use crate::commands::archive::ArchiveOutcome;
+use crate::commands::archive::Archived;
 use crate::commands::restore::{ErrorPolicy, RestoreOutcome};
 use crate::error::{Error, Result};
 
@@ -33,7 +33,7 @@ fn naming(e: &Error, wal_name: &str) -> String {
 }
 
 /// Maps an archive outcome to its exit code, logging the error line.
-pub fn archive(outcome: Result<ArchiveOutcome>, wal_name: &str) -> ExitCode {
+pub fn archive(outcome: Result<Archived>, wal_name: &str) -> ExitCode {
     match outcome {
         Ok(_) => ExitCode::from(SUCCESS),
         Err(e) => {

@@ -6,7 +6,7 @@
 //!
 //! | layer | modules | what it decides |
 //! |---|---|---|
-//! | edge | [`cli`], [`config`], [`exit`], [`logging`] | command lines, the configuration file, exit codes (the contract with the database), log lines |
+//! | edge | [`cli`], [`config`], [`exit`], [`logging`], [`metrics`] | command lines, the configuration file, exit codes (the contract with the database), log lines, the metrics file |
 //! | commands | [`commands`] | what `uxwal-archive`, `-restore`, `-cleanup` and `-verify` do |
 //! | data path, workers | [`pipeline`], `background` | ship and fetch one file; push-ahead and prefetch in detached workers |
 //! | core | [`wal`], [`codec`], [`crypt`], [`repo`], `durable`, [`error`], `signals` | WAL names and headers, codecs and the trailer, encryption at rest, repositories, durable local writes |
@@ -45,7 +45,7 @@
 //! };
 //! let launch = uxwal::cli::worker::args;
 //! let archived = archive::run(&history, "00000002.history", &settings, launch)?;
-//! assert_eq!(archived, archive::ArchiveOutcome::Archived);
+//! assert_eq!(archived.outcome, archive::ArchiveOutcome::Archived);
 //!
 //! let settings = restore::Settings {
 //!     repos: vec![repo],
@@ -82,6 +82,7 @@ pub mod crypt;
 pub mod exit;
 mod field;
 pub mod logging;
+pub mod metrics;
 
 // What each command decides, and the two layers it uses.
 mod background;

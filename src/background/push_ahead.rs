@@ -24,7 +24,7 @@ use super::spool::{self, SpoolDir};
 use super::{detach, Launcher, WorkerJob};
 use crate::codec::hex;
 use crate::error::{Error, Result};
-use crate::pipeline::ship::{self, ArchiveOutcome, CheckedRepos, Shipped};
+use crate::pipeline::ship::{self, ArchiveOutcome, Archived, CheckedRepos, Shipped};
 use crate::pipeline::stamp::FileStamp;
 use crate::repo::Repository;
 use crate::signals;
@@ -57,7 +57,7 @@ const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 /// Archives `wal_path` as `name` and makes sure a push-ahead worker runs (see the
 /// module documentation).
 /// `job.wal_dir` is the directory of `wal_path`, made absolute.
-pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Result<ArchiveOutcome> {
+pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Result<Archived> {
     signals::install();
     let settings = &job.ship;
     let spool = match Spool::open(
@@ -70,7 +70,7 @@ pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Resu
             // Push-ahead only saves time: without a spool, archive this file alone.
             tracing::warn!("{name}: not pushing ahead: {e}");
             let repos = ship::open_repos(settings)?;
-            return ship::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome);
+            return ship::archive_file(&repos, wal_path, name, settings).map(Archived::from);
         }
     };
     spool.remove_stale();
@@ -85,12 +85,12 @@ pub fn run(wal_path: &Path, name: &WalName, job: &Job, launch: Launcher) -> Resu
             Err(e) => tracing::warn!("{name}: cannot start the push-ahead worker: {e}"),
         }
     }
-    if spool.confirms(name, wal_path, settings) {
+    if let Some(confirmed) = spool.confirms(name, wal_path, settings) {
         tracing::debug!("{name} is already archived by push-ahead (confirmed)");
-        return Ok(ArchiveOutcome::AlreadyArchived);
+        return Ok(confirmed);
     }
     let repos = ship::open_repos(settings)?;
-    ship::archive_file(&repos, wal_path, name, settings).map(|s| s.outcome)
+    ship::archive_file(&repos, wal_path, name, settings).map(Archived::from)
 }
 
 /// How a worker run ended.
@@ -527,32 +527,44 @@ impl Spool {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    /// True when `name` has an entry and everything in it still holds (see the
-    /// module documentation). The entry is removed either way: once confirmed it
-    /// has served its purpose, and when not, the normal path decides.
-    fn confirms(&self, name: &WalName, wal_path: &Path, settings: &ship::Settings) -> bool {
+    /// What the entry of `name` records, when it has one and everything in it
+    /// still holds (see the module documentation). The entry is removed either
+    /// way: once confirmed it has served its purpose, and when not, the normal
+    /// path decides.
+    fn confirms(
+        &self,
+        name: &WalName,
+        wal_path: &Path,
+        settings: &ship::Settings,
+    ) -> Option<Archived> {
         let text = match self.read_entry(name) {
-            Ok(None) => return false,
+            Ok(None) => return None,
             Ok(Some(text)) => text,
             Err(e) => {
                 tracing::warn!("{name}: cannot read its spool entry ({e}); archiving it again");
                 self.remove(name);
-                return false;
+                return None;
             }
         };
         let verdict = match PushedEntry::parse(&text, name) {
             None => Err("its spool entry is damaged".to_string()),
-            Some(entry) => check_entry(&entry, name, wal_path, settings),
+            Some(entry) => {
+                check_entry(&entry, name, wal_path, settings).map(|proof| (proof, entry))
+            }
         };
         self.remove(name);
         match verdict {
-            Ok(proof) => {
+            Ok((proof, entry)) => {
                 tracing::debug!("{name}: its push ahead is confirmed by {proof}, with no request");
-                true
+                Some(Archived {
+                    outcome: ArchiveOutcome::AlreadyArchived,
+                    size: entry.size,
+                    stored_sizes: entry.repos.iter().map(|r| r.stored_size).collect(),
+                })
             }
             Err(reason) => {
                 tracing::info!("{name}: {reason}; archiving it again");
-                false
+                None
             }
         }
     }

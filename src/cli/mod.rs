@@ -56,6 +56,12 @@ pub struct Common {
     #[arg(long, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
 
+    /// Prometheus text-format file that each run updates, for node_exporter's
+    /// textfile collector (absolute path; see docs/metrics.md) [default: metrics_file
+    /// in the file].
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Print errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -72,6 +78,23 @@ impl Common {
             encrypt_to: self.encrypt_to.clone(),
             digest_key_file: self.digest_key_file.clone(),
             identity_files: self.identity.clone(),
+        }
+    }
+
+    /// The metrics file: `--metrics-file`, else the `metrics_file` of the
+    /// configuration file (`loaded`, or loaded now; none when it cannot be
+    /// loaded: that error is the command's to report).
+    pub fn metrics_file(&self, loaded: Option<&crate::config::ConfigFile>) -> Option<PathBuf> {
+        if self.metrics_file.is_some() {
+            return self.metrics_file.clone();
+        }
+        match loaded {
+            Some(file) => file.metrics_file.clone(),
+            None => {
+                crate::config::ConfigFile::load(self.config.as_deref())
+                    .ok()?
+                    .metrics_file
+            }
         }
     }
 

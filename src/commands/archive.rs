@@ -12,7 +12,7 @@ pub use crate::background::push_ahead::{run_worker as run_push_ahead_worker, Job
 pub use crate::background::{Launcher, WorkerJob};
 use crate::error::{Error, Result};
 use crate::pipeline::ship;
-pub use crate::pipeline::ship::ArchiveOutcome;
+pub use crate::pipeline::ship::{ArchiveOutcome, Archived};
 use crate::repo::remote::Scheme;
 use crate::repo::{Repository, Started};
 use crate::wal::name::WalName;
@@ -50,7 +50,7 @@ pub fn run(
     wal_name: &str,
     settings: &Settings,
     launch: Launcher,
-) -> Result<ArchiveOutcome> {
+) -> Result<Archived> {
     let name: WalName = wal_name.parse()?;
     let parallel = settings
         .parallel
@@ -70,7 +70,7 @@ pub fn run(
         return push_ahead::run(wal_path, &name, &job, launch);
     }
     let repos = ship::open_repos(&settings.ship)?;
-    ship::archive_file(&repos, wal_path, &name, &settings.ship).map(|shipped| shipped.outcome)
+    ship::archive_file(&repos, wal_path, &name, &settings.ship).map(Archived::from)
 }
 
 /// `uxwal-archive --start-encryption`: marks every repository of `settings`

@@ -47,6 +47,27 @@ pub enum ArchiveOutcome {
     AlreadyArchived,
 }
 
+/// What one archive call reports: its outcome, and the bytes behind it (the
+/// metrics file counts them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    pub outcome: ArchiveOutcome,
+    /// Size of the local file.
+    pub size: u64,
+    /// Size of the stored object in each repository, in the order of `Settings::repos`.
+    pub stored_sizes: Vec<u64>,
+}
+
+impl From<Shipped> for Archived {
+    fn from(shipped: Shipped) -> Archived {
+        Archived {
+            outcome: shipped.outcome,
+            size: shipped.size,
+            stored_sizes: shipped.stored_sizes,
+        }
+    }
+}
+
 /// What archiving one file stored: enough for push-ahead to record it and later
 /// confirm, without downloading, that the repositories still hold it.
 #[derive(Debug, Clone)]
