@@ -442,6 +442,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     add("history", "timeline-3", [vec![3], history].concat());
     add("history", "timeline-1-empty", vec![1]);
     add("backup_label", "streamed", backup);
+    add(
+        "metrics_file",
+        "written",
+        b"# HELP uxwal_runs_total Runs.\n# TYPE uxwal_runs_total counter\n\
+          uxwal_runs_total{command=\"archive\",repository=\"s3://b/p\",result=\"success\"} 41\n\
+          uxwal_archive_ready_files 3\nuxwal_verify_problems{repository=\"/a\\\"b\"} 0\n"
+            .to_vec(),
+    );
 
     add(
         "config",
@@ -523,6 +531,12 @@ pub fn age_object(data: &[u8]) {
     }
 }
 
+/// A metrics file as the next run reads it back before merging into it: what
+/// is kept renders to text that reads back the same, within the series bound.
+pub fn metrics_file(data: &[u8]) {
+    crate::metrics::check_round_trip(&String::from_utf8_lossy(data));
+}
+
 /// What a fuzz target calls with its bytes.
 pub type Target = fn(&[u8]);
 
@@ -539,6 +553,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("push_ahead_record", push_ahead_record),
     ("repo_metadata", repo_metadata),
     ("age_object", age_object),
+    ("metrics_file", metrics_file),
 ];
 
 /// Writes [`seeds`] under `corpus` (`fuzz/corpus`), one directory per target.

@@ -306,7 +306,8 @@ fn label_location(location: &str) -> String {
     format!("{scheme}://{host}{path}")
 }
 
-/// Rendered labels, in the order given: `{a="x",b="y"}` (empty: none).
+/// Rendered labels, in the order given (uxwal's own are in name order, as
+/// [`parse`] sorts what it reads): `{a="x",b="y"}` (empty: none).
 fn labels(pairs: &[(&str, &str)]) -> String {
     if pairs.is_empty() {
         return String::new();
@@ -410,7 +411,13 @@ fn parse(text: &str) -> Series {
         let rendered = match label_text {
             "" => String::new(),
             text => match parse_labels(text) {
-                Some(pairs) => {
+                // Sorted, as uxwal writes them, so that one series has one
+                // spelling; a label given twice is not a series.
+                Some(mut pairs) => {
+                    pairs.sort();
+                    if pairs.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+                        continue;
+                    }
                     let pairs: Vec<(&str, &str)> = pairs
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -428,6 +435,16 @@ fn parse(text: &str) -> Series {
         }
     }
     series
+}
+
+/// What the `metrics_file` fuzz target asserts: parsing `text` keeps at most
+/// [`MAX_SERIES`] series, and what it keeps renders to text that parses back
+/// the same.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn check_round_trip(text: &str) {
+    let series = parse(text);
+    assert!(series.len() <= MAX_SERIES);
+    assert_eq!(parse(&render(&series)), series, "{text:?}");
 }
 
 /// `series` in the exposition format, family by family.
@@ -621,6 +638,29 @@ mod tests {
     }
 
     #[test]
+    fn one_series_has_one_spelling() {
+        let text = "uxwal_verify_gaps{repository=\"/r\",command=\"verify\"} 1\n\
+                    uxwal_verify_gaps{command=\"verify\",repository=\"/r\"} 2\n\
+                    uxwal_verify_gaps{a=\"1\",a=\"2\"} 3\n";
+        let series = parse(text);
+        let key = labels(&[("command", "verify"), ("repository", "/r")]);
+        assert_eq!(series.len(), 1, "{series:?}");
+        assert_eq!(series[&("uxwal_verify_gaps".to_string(), key)], 2.0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_reads_back_as_it_is_written(
+            lines in proptest::collection::vec(
+                "(uxwal_runs_total|uxwal_verify_gaps|other)(\\{[a-z_]{0,3}=\"[a-z\\\\\"}{ ,n]{0,6}\"(,[a-z]=\"x\")?,?\\})? ?[-+0-9.eInfa]{0,8}( [0-9]{0,4})?",
+                0..20,
+            )
+        ) {
+            check_round_trip(&lines.join("\n"));
+        }
+    }
+
+    #[test]
     fn locations_lose_credentials_and_queries() {
         assert_eq!(label_location("/mnt/wal"), "/mnt/wal");
         assert_eq!(label_location("s3://bucket/pre/fix"), "s3://bucket/pre/fix");
@@ -629,6 +669,34 @@ mod tests {
             "https://acct.blob.core.windows.net/c/p"
         );
         assert_eq!(label_location("az://c?sv=1"), "az://c");
+    }
+
+    #[test]
+    fn concurrent_runs_lose_no_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("uxwal.prom");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let file = file.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        let outcome: Result<RestoreOutcome> = Ok(RestoreOutcome::NotInArchive);
+                        let repos = ["/r".to_string()];
+                        Run::start("restore").record_restore(Some(&file), &repos, "x", &outcome);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let series = parse(&std::fs::read_to_string(&file).unwrap());
+        let key = labels(&[
+            ("command", "restore"),
+            ("repository", "/r"),
+            ("result", "not_found"),
+        ]);
+        assert_eq!(series[&("uxwal_runs_total".to_string(), key)], 80.0);
     }
 
     #[test]
