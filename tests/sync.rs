@@ -186,7 +186,7 @@ fn a_dry_run_lists_and_writes_nothing() {
     let listed: Vec<&str> = ran
         .stdout
         .lines()
-        .filter(|l| l.starts_with("would copy "))
+        .filter(|l| l.starts_with("would copy wal/") || l.starts_with("would copy history/"))
         .collect();
     assert_eq!(listed.len(), 3, "{}", ran.stdout);
     for name in [HISTORY, BACKUP, &seg(4)] {
@@ -222,7 +222,11 @@ fn a_conflict_is_named_and_the_other_files_are_still_copied() {
         "{}",
         ran.stderr
     );
-    assert_eq!(fs::read(b.repo.join(key(&seg(2)))).unwrap(), before, "never overwritten");
+    assert_eq!(
+        fs::read(b.repo.join(key(&seg(2)))).unwrap(),
+        before,
+        "never overwritten"
+    );
     let others: Vec<_> = files.into_iter().filter(|(n, _)| *n != seg(2)).collect();
     restores_identically(&b, &others);
 }
@@ -242,7 +246,10 @@ fn a_damaged_source_object_is_not_copied() {
     let v = v.unwrap();
     assert_eq!((count(&v, "damaged"), count(&v, "copied")), (1, 5), "{v}");
     assert!(ran.stderr.contains(&seg(3)), "{}", ran.stderr);
-    assert!(!b.join(key(&seg(3))).exists(), "a damaged object is not copied");
+    assert!(
+        !b.join(key(&seg(3))).exists(),
+        "a damaged object is not copied"
+    );
     assert!(b.join(key(&seg(4))).exists());
 }
 
@@ -274,7 +281,11 @@ fn usage_errors_and_a_missing_source_exit_2() {
     let b = a.dir.path().join("copy");
     let (ran, _) = local(&a, &b, &[]);
     assert_eq!(ran.code, 2, "not a repository yet: {}", ran.stderr);
-    assert!(ran.stderr.contains("not a uxwal repository"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("not a uxwal repository"),
+        "{}",
+        ran.stderr
+    );
     let (ran, _) = local(&a, &b, &["--from-segment", "nonsense"]);
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     let (ran, _) = sync(&[], &["--from", "/x"]);
@@ -288,12 +299,18 @@ fn local_to_s3_and_back() {
     let files = populate(&a, SYSID);
 
     let remote = s3.site("cluster/copy");
-    let (ran, v) = sync(&s3.env(), &["--from", &a.location, "--to", &remote.location, "--json"]);
+    let (ran, v) = sync(
+        &s3.env(),
+        &["--from", &a.location, "--to", &remote.location, "--json"],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(count(v.as_ref().unwrap(), "copied"), 6);
     restores_identically(&remote, &files);
     verify_clean(&remote.location, &s3.env());
-    let (ran, v) = sync(&s3.env(), &["--from", &a.location, "--to", &remote.location, "--json"]);
+    let (ran, v) = sync(
+        &s3.env(),
+        &["--from", &a.location, "--to", &remote.location, "--json"],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(count(v.as_ref().unwrap(), "skipped"), 6);
 
@@ -301,7 +318,15 @@ fn local_to_s3_and_back() {
     let back = a.dir.path().join("back");
     let (ran, v) = sync(
         &s3.env(),
-        &["--from", &remote.location, "--to", back.to_str().unwrap(), "--json", "-j", "3"],
+        &[
+            "--from",
+            &remote.location,
+            "--to",
+            back.to_str().unwrap(),
+            "--json",
+            "-j",
+            "3",
+        ],
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(count(v.as_ref().unwrap(), "copied"), 6);
