@@ -205,6 +205,18 @@ pub enum Error {
         known: Vec<String>,
     },
 
+    /// `uxwal-sync`: the two repositories record different archive
+    /// identities (two clusters' WAL); nothing was copied.
+    #[error("{from} holds database system {from_system} with {from_segment_size}-byte segments, but {to} holds database system {to_system} with {to_segment_size}-byte segments; refusing to mix two clusters' WAL, nothing was copied")]
+    DifferentArchives {
+        from: String,
+        to: String,
+        from_system: u64,
+        from_segment_size: u64,
+        to_system: u64,
+        to_segment_size: u64,
+    },
+
     /// The report could not be written to standard output.
     #[error("cannot write the report: {0}")]
     Output(io::Error),

@@ -145,6 +145,38 @@ pub fn verify(outcome: Result<crate::commands::verify::report::Report>) -> ExitC
     }
 }
 
+/// Maps a sync to its exit code: [`SUCCESS`] when everything in scope is in
+/// the target identically, [`FAILURE`] when something was not copied (each
+/// file is named in the log already) or the repositories belong to different
+/// clusters (nothing was copied), [`USAGE`] when it could not run.
+pub fn sync(outcome: Result<crate::commands::sync::Report>) -> ExitCode {
+    match outcome {
+        Ok(report) if report.ok() => ExitCode::from(SUCCESS),
+        Ok(report) => {
+            tracing::error!(
+                "{} files not copied ({} conflicts, {} damaged, {} failed)",
+                report.conflicts + report.damaged + report.failed,
+                report.conflicts,
+                report.damaged,
+                report.failed
+            );
+            ExitCode::from(FAILURE)
+        }
+        Err(e @ Error::DifferentArchives { .. }) => {
+            tracing::error!("{e}");
+            ExitCode::from(FAILURE)
+        }
+        Err(e @ Error::Usage(_)) => {
+            tracing::error!("{e} (try \"uxwal-sync --help\")");
+            ExitCode::from(USAGE)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
 /// A background worker's exit status, which nobody but a test looks at (its
 /// output goes to /dev/null): [`SUCCESS`] unless it failed. `what` names the
 /// worker in the log line.

@@ -1,13 +1,13 @@
 //! uxwal keeps a database's write-ahead log safe: durable, verified archiving and
 //! restoring of WAL files for UXDB and PostgreSQL.
 //!
-//! The crate is the four executables' library, in layers whose dependencies
+//! The crate is the five executables' library, in layers whose dependencies
 //! run one way, top to bottom:
 //!
 //! | layer | modules | what it decides |
 //! |---|---|---|
 //! | edge | [`cli`], [`config`], [`exit`], [`logging`], [`metrics`] | command lines, the configuration file, exit codes (the contract with the database), log lines, the metrics file |
-//! | commands | [`commands`] | what `uxwal-archive`, `-restore`, `-cleanup` and `-verify` do |
+//! | commands | [`commands`] | what `uxwal-archive`, `-restore`, `-cleanup`, `-verify` and `-sync` do |
 //! | data path, workers | [`pipeline`], `background` | ship and fetch one file; push-ahead and prefetch in detached workers |
 //! | core | [`wal`], [`codec`], [`crypt`], [`repo`], `durable`, [`error`], `signals` | WAL names and headers, codecs and the trailer, encryption at rest, repositories, durable local writes |
 //!

@@ -191,6 +191,7 @@ fn man_page_gives_every_exit_code_of_every_command() {
         ("uxwal\\-restore", Some(exit::ABORT_RECOVERY)),
         ("uxwal\\-cleanup", None),
         ("uxwal\\-verify", None),
+        ("uxwal\\-sync", None),
     ] {
         let start = section
             .find(&format!(".SS {command}\n"))

@@ -15,17 +15,18 @@ use std::process::Command;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use uxwal::cli::{ArchiveCli, CleanupCli, RestoreCli, VerifyCli};
+use uxwal::cli::{ArchiveCli, CleanupCli, RestoreCli, SyncCli, VerifyCli};
 
 const UPDATE_HINT: &str =
     "run UXWAL_UPDATE_MAN=1 cargo test --test man_pages and commit man/ and completions/";
 
-fn commands() -> [(&'static str, clap::Command); 4] {
+fn commands() -> [(&'static str, clap::Command); 5] {
     [
         ("uxwal-archive", ArchiveCli::command()),
         ("uxwal-restore", RestoreCli::command()),
         ("uxwal-cleanup", CleanupCli::command()),
         ("uxwal-verify", VerifyCli::command()),
+        ("uxwal-sync", SyncCli::command()),
     ]
 }
 

@@ -5,12 +5,14 @@
 mod archive;
 mod cleanup;
 mod restore;
+mod sync;
 mod verify;
 pub mod worker;
 
 pub use archive::ArchiveCli;
 pub use cleanup::CleanupCli;
 pub use restore::RestoreCli;
+pub use sync::SyncCli;
 pub use verify::VerifyCli;
 pub use worker::{PrefetchWorkerCli, PushAheadWorkerCli};
 

@@ -6,4 +6,5 @@
 pub mod archive;
 pub mod cleanup;
 pub mod restore;
+pub mod sync;
 pub mod verify;

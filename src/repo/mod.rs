@@ -585,6 +585,32 @@ impl Repository {
         Ok(started)
     }
 
+    /// Makes this repository ready to take copies of the WAL of a repository
+    /// that records `source` (`uxwal-sync`), creating it when new: probed
+    /// first as [`Repository::prepare_archive`] does, then the source's
+    /// `ENCRYPTION` marker when this one has none (before `FORMAT`, so a crash
+    /// between the two leaves it marked encrypted), `FORMAT`, and the source's
+    /// identity when this one has none ([`Repository::record_identity`]).
+    /// Returns what this repository records afterwards (another writer's
+    /// identity, recorded meanwhile, included: the caller compares).
+    pub fn prepare_copy(&self, source: &Recorded) -> Result<Recorded> {
+        let recorded = self.recorded()?;
+        if !recorded.is_repository {
+            self.probe_create_refused()?;
+        }
+        if let (Some(marker), None) = (&source.encryption, &recorded.encryption) {
+            self.put_small(ENCRYPTION_KEY, &marker.to_toml())?;
+        }
+        if !recorded.is_repository {
+            let text = format!("format_version = {FORMAT_VERSION}\n");
+            self.put_small(FORMAT_KEY, &text)?;
+        }
+        if let (Some(identity), None) = (&source.identity, &recorded.identity) {
+            self.record_identity(identity)?;
+        }
+        self.recorded()
+    }
+
     /// The recorded identity, if any segment was archived yet.
     pub fn identity(&self) -> Result<Option<Identity>> {
         self.get_small(IDENTITY_KEY)?
