@@ -594,6 +594,13 @@ fn raw_sha256(repo: &Repository, key: &str) -> Result<Option<[u8; 32]>> {
 fn spill_file() -> io::Result<File> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir();
+    // A file with no name at all where the filesystem can (O_TMPFILE): nobody
+    // else sharing the directory can see, open or race for it.
+    use rustix::fs::{Mode, OFlags};
+    let unnamed = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    if let Ok(fd) = rustix::fs::open(&dir, unnamed, Mode::from_raw_mode(0o600)) {
+        return Ok(File::from(fd));
+    }
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".uxwal-sync.{}.{n}", std::process::id()));
