@@ -75,7 +75,7 @@ pub struct SyncCli {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub deadline: Option<u64>,
 
-    /// Configuration file (TOML): its [s3], [azure] and [gcs] tables, limits and
+    /// Configuration file (TOML): its s3, azure and gcs tables, limits and
     /// identity_file apply to both repositories. Default: /etc/uxwal/uxwal.toml when it
     /// exists.
     #[arg(long, env = "UXWAL_CONFIG", value_name = "FILE")]
