@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod cleanup;
+mod pool;
 pub mod restore;
 pub mod sync;
 pub mod verify;

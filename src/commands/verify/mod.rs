@@ -21,8 +21,6 @@ pub mod timeline;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IsTerminal};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::durable::STAGING_SUFFIX;
@@ -126,61 +124,6 @@ struct Job {
     size: u64,
 }
 
-/// Runs `work` over `jobs` on `workers` threads, each with its own repository
-/// handle, handing results to `done` on this thread in completion order.
-fn pool<R: Send>(
-    jobs: &[Job],
-    workers: usize,
-    open: &Opener<'_>,
-    work: &(dyn Fn(&Repository, &Job) -> R + Sync),
-    mut done: impl FnMut(&Job, R),
-) -> Result<()> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let workers = workers.clamp(1, jobs.len());
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::sync_channel::<(usize, R)>(workers * 2);
-    std::thread::scope(|s| {
-        // As many workers as threads can be had (at least one is needed).
-        let handles: Vec<_> = (0..workers)
-            .map_while(|_| {
-                let tx = tx.clone();
-                let next = &next;
-                std::thread::Builder::new()
-                    .spawn_scoped(s, move || -> Result<()> {
-                        let repo = open()?;
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(job) = jobs.get(i) else {
-                                return Ok(());
-                            };
-                            if tx.send((i, work(&repo, job))).is_err() {
-                                return Ok(());
-                            }
-                        }
-                    })
-                    .ok()
-            })
-            .collect();
-        drop(tx);
-        if handles.is_empty() {
-            return Err(Error::Internal(
-                "cannot start a verify worker thread".into(),
-            ));
-        }
-        for (i, r) in rx {
-            if let Some(job) = jobs.get(i) {
-                done(job, r);
-            }
-        }
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .map_err(|_| Error::Internal("a verify worker thread panicked".into()))?
-        })
-    })
-}
-
 /// Reads and checks each of `jobs` ([`check::check`]) on `workers` threads,
 /// handing each result to `done` on this thread.
 fn check_each(
@@ -191,7 +134,7 @@ fn check_each(
     done: impl FnMut(&Job, Checked),
 ) -> Result<()> {
     let check_one = |r: &Repository, j: &Job| check::check(r, &j.name, identity.as_ref());
-    pool(jobs, workers, open, &check_one, done)
+    super::pool::run("verify", jobs, workers, open, &check_one, done)
 }
 
 fn progress_bar(settings: &Settings, total: u64) -> Option<indicatif::ProgressBar> {
