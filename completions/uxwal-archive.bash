@@ -23,7 +23,7 @@ _uxwal__archive() {
 
     case "${cmd}" in
         uxwal__archive)
-            opts="-q -v -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --metrics-file --quiet --verbose --compress --level --parallel --spool-dir --start-encryption --help --version"
+            opts="-q -v -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --metrics-file --quiet --verbose --compress --level --parallel --spool-dir --require --start-encryption --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +70,10 @@ _uxwal__archive() {
                     return 0
                     ;;
                 --spool-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

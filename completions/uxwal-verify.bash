@@ -23,7 +23,7 @@ _uxwal__verify() {
 
     case "${cmd}" in
         uxwal__verify)
-            opts="-q -v -j -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --metrics-file --quiet --verbose --timeline --from --to --backup --quick --json --jobs --help --version"
+            opts="-q -v -j -h -V --repo --deadline --config --encrypt-to --digest-key-file --identity --metrics-file --quiet --verbose --timeline --from --to --backup --quick --json --jobs --spool-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,6 +78,10 @@ _uxwal__verify() {
                     return 0
                     ;;
                 -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spool-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

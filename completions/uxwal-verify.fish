@@ -10,6 +10,7 @@ complete -c uxwal-verify -l from -d 'Only segments from SEGMENT on (a 24-digit s
 complete -c uxwal-verify -l to -d 'Only segments up to SEGMENT (a 24-digit segment name; its timeline part is ignored)' -r
 complete -c uxwal-verify -l backup -d 'Only what restoring one base backup to the latest WAL reads: its LABEL, its .backup file name, or "newest"' -r
 complete -c uxwal-verify -s j -l jobs -d 'Objects read at once [default: CPU cores; more on object storage]' -r
+complete -c uxwal-verify -l spool-dir -d 'Spool root of the uxwal-archive whose backlog of owed copies (require) is listed for this repository [default: spool_dir, else as uxwal-archive]' -r -F
 complete -c uxwal-verify -s q -l quiet -d 'Print errors only'
 complete -c uxwal-verify -s v -l verbose -d 'Also print what each step does'
 complete -c uxwal-verify -l quick -d 'Names and sizes from the listing only: no segment is read, so checksums and headers are not checked (.history and .backup files are still read)'

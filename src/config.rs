@@ -66,6 +66,13 @@ pub struct ConfigFile {
     /// age identity files (private keys) that encrypted objects are read with;
     /// several, so that keys can rotate (uxwal-restore, -verify, -cleanup).
     pub identity_file: Option<Vec<PathBuf>>,
+    /// How many repositories must hold a file before uxwal-archive reports it
+    /// archived: `"all"` (the default) or a number; the others are owed the
+    /// copy (uxwal-archive).
+    pub require: Option<Require>,
+    /// Seconds a repository that could not be reached is left alone before an
+    /// archive call tries it again (default 60) (uxwal-archive, with `require`).
+    pub retry_owed_after: Option<u64>,
     /// Prometheus text-format file every run updates, for node_exporter's
     /// textfile collector (absolute path; `docs/metrics.md`).
     pub metrics_file: Option<PathBuf>,
@@ -75,6 +82,44 @@ pub struct ConfigFile {
     pub azure: Option<BTreeMap<String, toml::Value>>,
     /// Google Cloud Storage settings: object_store's GCS configuration keys.
     pub gcs: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// `require = "all"` or `require = K`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Require {
+    All,
+    Count(usize),
+}
+
+impl std::str::FromStr for Require {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Require, String> {
+        match s {
+            "all" => Ok(Require::All),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Require::Count(n)),
+                _ => Err(format!(
+                    "require = {n}: expected \"all\" or a number of repositories from 1"
+                )),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Require {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Require, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(i64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => n.to_string().parse(),
+            Raw::Word(w) => w.parse(),
+        }
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `repo = "..."` or `repo = ["...", "..."]`.

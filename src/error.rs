@@ -126,6 +126,12 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// `require` below the number of repositories: a repository lacks the file,
+    /// and the backlog cannot record another owed copy, so the file is not
+    /// archived until the repository is back or the backlog drains.
+    #[error("repository {location} is unreachable and already owed {max} copies (the backlog's limit); not archived until it is reachable again")]
+    BacklogFull { location: String, max: usize },
+
     /// Writing the restore target failed.
     #[error("cannot write {}: {source}", path.display())]
     Destination { path: PathBuf, source: io::Error },
@@ -263,6 +269,18 @@ impl Error {
             | Error::BadBackupHistory { name, .. }
             | Error::BadTimelineHistory { name, .. } => Some(name),
             Error::Storage { key, .. } => key.rsplit('/').next(),
+            _ => None,
+        }
+    }
+
+    /// The repository this error shows unreachable or failing (its location as
+    /// described): a storage failure, or a repository that is not there (an
+    /// unmounted directory). With `require` below the number of repositories,
+    /// such a repository is owed the copy; every other error (a conflict, a
+    /// foreign cluster, a bad file) fails the call whatever `require` says.
+    pub fn unavailable_repository(&self) -> Option<&str> {
+        match self {
+            Error::Storage { location, .. } | Error::NotARepository { location } => Some(location),
             _ => None,
         }
     }

@@ -120,6 +120,11 @@ impl Run {
         match outcome {
             Ok(archived) => {
                 for (i, repo) in repos.iter().enumerate() {
+                    // A repository owed the copy (`require`) did not get the file.
+                    if archived.owed.contains(&i) {
+                        self.result(&mut update, repo, Outcome::Failure);
+                        continue;
+                    }
                     let stored = archived.stored_sizes.get(i).copied().unwrap_or(0);
                     self.result(&mut update, repo, Outcome::Success);
                     self.bytes(&mut update, repo, archived.size, stored);

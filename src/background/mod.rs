@@ -9,6 +9,7 @@
 //! turns a [`WorkerJob`] into the worker's arguments (`cli::worker`, where the
 //! clap definitions of every flag live).
 
+pub mod backlog;
 pub mod detach;
 pub mod prefetch;
 pub mod push_ahead;

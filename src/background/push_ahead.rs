@@ -560,6 +560,7 @@ impl Spool {
                     outcome: ArchiveOutcome::AlreadyArchived,
                     size: entry.size,
                     stored_sizes: entry.repos.iter().map(|r| r.stored_size).collect(),
+                    owed: Vec::new(),
                 })
             }
             Err(reason) => {

@@ -221,6 +221,11 @@ impl SpoolDir {
         Ok(found)
     }
 
+    /// Makes this directory's entries durable (fsync of the directory).
+    pub fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(&self.fd).map_err(io::Error::from)
+    }
+
     /// Whether `name` exists (whatever it is).
     pub fn exists(&self, name: &str) -> bool {
         rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()

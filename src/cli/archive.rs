@@ -54,6 +54,15 @@ pub struct ArchiveCli {
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
+    /// How many repositories must hold the file before the call exits 0: all (the
+    /// default) or a number K. With K below the number of repositories, a repository
+    /// that fails with a storage error (or was unreachable less than retry_owed_after
+    /// seconds ago) is left out while K remain, and is owed the copy: recorded
+    /// durably in the spool root's backlog (owed/), and copied there by later calls
+    /// from a repository that holds it.
+    #[arg(long, value_name = "K|all")]
+    pub require: Option<crate::config::Require>,
+
     /// Instead of archiving a file: start encrypting each repository (encrypt_to or
     /// --encrypt-to must be set), so that WAL archived from now on is encrypted;
     /// files archived before stay readable as they are. Run once, by hand, before
@@ -87,12 +96,15 @@ pub struct CodecArgs {
 impl ArchiveCli {
     /// Combines the command line, environment and configuration file.
     pub fn settings(&self) -> Result<archive::Settings> {
-        settings(
+        let mut settings = settings(
             &self.common,
             self.codec,
             self.parallel,
             self.spool_dir.as_deref(),
-        )
+        )?;
+        let file = ConfigFile::load(self.common.config.as_deref())?;
+        settings.require = require(self.require.or(file.require), settings.ship.repos.len())?;
+        Ok(settings)
     }
 }
 
@@ -129,7 +141,23 @@ pub(super) fn settings(
         parallel: parallel_files(parallel, &file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
         config_file: common.config.clone().map(absolute),
+        // The push-ahead worker ships to every repository; its calls decide.
+        require: None,
+        retry_owed_after: file
+            .retry_owed_after
+            .map_or(archive::RETRY_OWED_AFTER, std::time::Duration::from_secs),
     })
+}
+
+/// `--require`, else the file's `require`: at most the number of repositories.
+fn require(value: Option<crate::config::Require>, repos: usize) -> Result<Option<usize>> {
+    match value {
+        None | Some(crate::config::Require::All) => Ok(None),
+        Some(crate::config::Require::Count(k)) if k > repos => Err(Error::Config(format!(
+            "require = {k}, but {repos} repositories are configured"
+        ))),
+        Some(crate::config::Require::Count(k)) => Ok(Some(k)),
+    }
 }
 
 /// Largest `--parallel` (and `parallel` in the file).

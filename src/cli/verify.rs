@@ -62,6 +62,11 @@ pub struct VerifyCli {
     /// Objects read at once [default: CPU cores; more on object storage].
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: Option<u16>,
+
+    /// Spool root of the uxwal-archive whose backlog of owed copies (require) is
+    /// listed for this repository [default: spool_dir, else as uxwal-archive].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 fn segment_arg(option: &str, value: &Option<String>) -> Result<Option<SegmentName>> {
@@ -111,6 +116,7 @@ impl VerifyCli {
             quick: self.quick,
             json: self.json,
             progress: !self.common.quiet,
+            spool_dir: file.spool_dir(self.spool_dir.as_deref()),
         })
     }
 }

@@ -28,8 +28,7 @@ use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -177,6 +176,8 @@ enum Done {
     Conflict(String),
     Damaged(String),
     Failed(String),
+    /// Listed in the source, but not there when read.
+    Gone(String),
 }
 
 /// Copies what `settings.from` holds and `settings.to` lacks.
@@ -215,10 +216,16 @@ pub fn run(settings: &Settings) -> Result<Report> {
         ..Report::default()
     };
     let identity = source.identity;
-    let work = |from: &Repository, to: &Repository, job: &Job| {
+    let open = || {
+        Ok((
+            Repository::open_with(&settings.from, &settings.store)?,
+            Repository::open_with(&settings.to, &settings.store)?,
+        ))
+    };
+    let work = |(from, to): &(Repository, Repository), job: &Job| {
         sync_one(from, to, job, settings, identity.as_ref())
     };
-    pool(&jobs, settings, &work, |job, done| {
+    super::pool::run("sync", &jobs, settings.jobs, &open, &work, |job, done| {
         tally(&mut report, job, done, settings)
     })?;
     Ok(report)
@@ -299,7 +306,7 @@ fn tally(report: &mut Report, job: &Job, done: Done, settings: &Settings) {
             report.damaged += 1;
             problem(report, "damaged", why);
         }
-        Done::Failed(why) => {
+        Done::Failed(why) | Done::Gone(why) => {
             report.failed += 1;
             problem(report, "failed", why);
         }
@@ -333,58 +340,6 @@ fn tally(report: &mut Report, job: &Job, done: Done, settings: &Settings) {
     }
 }
 
-/// Runs `work` over `jobs` on `settings.jobs` threads, each with its own
-/// handles on both repositories, handing results to `done` on this thread.
-fn pool(
-    jobs: &[Job],
-    settings: &Settings,
-    work: &(dyn Fn(&Repository, &Repository, &Job) -> Done + Sync),
-    mut done: impl FnMut(&Job, Done),
-) -> Result<()> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let workers = settings.jobs.clamp(1, jobs.len());
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::sync_channel::<(usize, Done)>(workers * 2);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map_while(|_| {
-                let tx = tx.clone();
-                let next = &next;
-                std::thread::Builder::new()
-                    .spawn_scoped(s, move || -> Result<()> {
-                        let from = Repository::open_with(&settings.from, &settings.store)?;
-                        let to = Repository::open_with(&settings.to, &settings.store)?;
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(job) = jobs.get(i) else {
-                                return Ok(());
-                            };
-                            if tx.send((i, work(&from, &to, job))).is_err() {
-                                return Ok(());
-                            }
-                        }
-                    })
-                    .ok()
-            })
-            .collect();
-        drop(tx);
-        if handles.is_empty() {
-            return Err(Error::Internal("cannot start a sync worker thread".into()));
-        }
-        for (i, r) in rx {
-            if let Some(job) = jobs.get(i) {
-                done(job, r);
-            }
-        }
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .map_err(|_| Error::Internal("a sync worker thread panicked".into()))?
-        })
-    })
-}
-
 /// Syncs one file.
 fn sync_one(
     from: &Repository,
@@ -410,11 +365,74 @@ fn copy(
     settings: &Settings,
     identity: Option<&Identity>,
 ) -> Done {
+    let identities = settings.store.keys.identities.as_ref();
+    copy_checked(from, to, job, identities, identity)
+        .unwrap_or_else(|e| Done::Failed(e.to_string()))
+}
+
+/// What [`copy_file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Copied {
+    /// The target holds the file now (an encrypted object no identity opens:
+    /// after the checks that need no key).
+    Copied,
+    /// The target already held the same content.
+    AlreadyThere,
+    /// The source does not hold the file.
+    NotInSource,
+    /// Not copied, and copying again will not help: the target holds
+    /// different content, or the source's copy is damaged.
+    Refused(String),
+}
+
+/// Copies one WAL file from `from` to `to` as sync does (download into an
+/// unlinked spill file, check those bytes completely, create without
+/// replacing), for the archive's backlog of owed copies. An error is a
+/// storage failure of one of the two (its location says which).
+pub fn copy_file(
+    from: &Repository,
+    to: &Repository,
+    name: &WalName,
+    store: &StoreOptions,
+    identity: Option<&Identity>,
+) -> Result<Copied> {
+    let job = Job {
+        key: Repository::key(name),
+        name: *name,
+        size: 0,
+        held: false,
+    };
+    Ok(
+        match copy_checked(from, to, &job, store.keys.identities.as_ref(), identity)? {
+            Done::Copied { .. } => Copied::Copied,
+            Done::Skipped => Copied::AlreadyThere,
+            Done::Gone(_) => Copied::NotInSource,
+            Done::Conflict(why) | Done::Damaged(why) => Copied::Refused(why),
+            Done::Failed(why) => {
+                return Err(Error::Storage {
+                    location: to.describe(),
+                    op: "compare",
+                    key: job.key,
+                    source: io::Error::other(why),
+                })
+            }
+            Done::WouldCopy => Copied::Copied,
+        },
+    )
+}
+
+/// [`copy`], with the storage failures of either repository as errors.
+fn copy_checked(
+    from: &Repository,
+    to: &Repository,
+    job: &Job,
+    identities: Option<&std::sync::Arc<crate::crypt::Identities>>,
+    identity: Option<&Identity>,
+) -> Result<Done> {
     let rule = SizeRule::for_name(&job.name, identity.map(|i| i.segment_size));
-    let (mut file, len) = match download(from, job, max_stored_len(rule.max())) {
-        Ok(Ok(spilled)) => spilled,
-        Ok(Err(done)) => return done,
-        Err(e) => return Done::Failed(e.to_string()),
+    let (mut file, len) = match download(from, job, max_stored_len(rule.max()))? {
+        Ok(spilled) => spilled,
+        Err(done) => return Ok(done),
     };
     let unverified = match file.try_clone() {
         Ok(copy) => {
@@ -425,7 +443,7 @@ fn copy(
                 len,
             };
             let held = Repository::with_backend(Box::new(spilled));
-            let held = match &settings.store.keys.identities {
+            let held = match identities {
                 Some(identities) => held.with_identities(identities.clone()),
                 None => held,
             };
@@ -434,28 +452,27 @@ fn copy(
                 Checked::Problem(ProblemKind::NoIdentity, why) => Some(why),
                 // The spill file could not be read back: a local failure,
                 // not damage.
-                Checked::Problem(ProblemKind::Unreadable, why) => return Done::Failed(why),
+                Checked::Problem(ProblemKind::Unreadable, why) => return Ok(Done::Failed(why)),
                 Checked::Problem(kind, why) => {
-                    return Done::Damaged(format!(
+                    return Ok(Done::Damaged(format!(
                         "{} in {}: {why}",
                         kind.describe(),
                         from.describe()
-                    ))
+                    )))
                 }
-                Checked::Vanished => return Done::Failed("the spill file vanished".into()),
+                Checked::Vanished => return Ok(Done::Failed("the spill file vanished".into())),
             }
         }
-        Err(e) => return Done::Failed(format!("cannot reopen the spill file: {e}")),
+        Err(e) => return Ok(Done::Failed(format!("cannot reopen the spill file: {e}"))),
     };
-    match store(to, job, &mut file) {
-        Ok(PutOutcome::Created) => Done::Copied {
+    Ok(match store(to, job, &mut file)? {
+        PutOutcome::Created => Done::Copied {
             bytes: len,
             unverified,
         },
         // Created meanwhile (another sync, or an archive into the target).
-        Ok(PutOutcome::AlreadyExists) => compare(from, to, job, identity),
-        Err(e) => Done::Failed(e.to_string()),
-    }
+        PutOutcome::AlreadyExists => compare(from, to, job, identity),
+    })
 }
 
 /// Downloads the source's stored object of `job` into an unlinked spill
@@ -467,7 +484,7 @@ fn download(
     max_len: u64,
 ) -> Result<std::result::Result<(File, u64), Done>> {
     let Some(mut obj) = from.get(&job.key)? else {
-        return Ok(Err(Done::Failed(format!(
+        return Ok(Err(Done::Gone(format!(
             "listed in {}, but gone when read",
             from.describe()
         ))));

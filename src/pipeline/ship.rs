@@ -56,6 +56,9 @@ pub struct Archived {
     pub size: u64,
     /// Size of the stored object in each repository, in the order of `Settings::repos`.
     pub stored_sizes: Vec<u64>,
+    /// The repositories (indices into `Settings::repos`) that lack the file
+    /// and are owed the copy (`require` below the number of repositories).
+    pub owed: Vec<usize>,
 }
 
 impl From<Shipped> for Archived {
@@ -64,6 +67,7 @@ impl From<Shipped> for Archived {
             outcome: shipped.outcome,
             size: shipped.size,
             stored_sizes: shipped.stored_sizes,
+            owed: Vec::new(),
         }
     }
 }

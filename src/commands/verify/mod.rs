@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IsTerminal};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::background::backlog::Backlog;
 use crate::durable::STAGING_SUFFIX;
 use crate::error::{Error, Result};
 use crate::repo::remote::{Scheme, StoreOptions};
@@ -85,6 +86,8 @@ pub struct Settings {
     pub json: bool,
     /// Show a progress bar when stderr is a terminal.
     pub progress: bool,
+    /// The spool root whose backlog of owed copies is listed (`owed`).
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// The default number of objects read at once: one per core locally (decoding
@@ -114,7 +117,27 @@ pub fn run_and_print(settings: &Settings) -> Result<Report> {
 /// Verifies the repository `settings.repo`.
 pub fn run(settings: &Settings) -> Result<Report> {
     let open = || Repository::open_with(&settings.repo, &settings.store);
-    verify(&open, settings)
+    let mut report = verify(&open, settings)?;
+    match owed_to(&report.repository, &settings.spool_dir) {
+        Ok(owed) => report.owed = owed,
+        Err(e) => report
+            .notes
+            .push(format!("the backlog of owed copies was not read: {e}")),
+    }
+    Ok(report)
+}
+
+/// What the backlog of the spool root `root` owes `repository`.
+fn owed_to(repository: &str, root: &std::path::Path) -> Result<Vec<String>> {
+    let Some(backlog) = Backlog::open_existing(root)? else {
+        return Ok(Vec::new());
+    };
+    Ok(backlog
+        .all()?
+        .into_iter()
+        .filter(|(location, _)| location == repository)
+        .flat_map(|(_, names)| names.into_iter().map(|n| n.to_string()))
+        .collect())
 }
 
 /// One file to read.
@@ -832,6 +855,7 @@ impl Run<'_> {
                 missing_segments,
                 elapsed_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             },
+            owed: Vec::new(),
             timelines,
             backups: parts.backups,
             problems,

@@ -210,6 +210,10 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Things worth knowing that are not problems (e.g. files removed meanwhile).
     pub notes: Vec<String>,
+    /// WAL files this repository is owed: archived to enough other
+    /// repositories (`require`) while this one was unreachable, and still in
+    /// the backlog of the spool root this host's uxwal-archive uses.
+    pub owed: Vec<String>,
 }
 
 fn bytes(n: u64) -> String {
@@ -357,6 +361,15 @@ impl Report {
         }
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");
+        }
+        if let (Some(first), Some(last)) = (self.owed.first(), self.owed.last()) {
+            let _ = writeln!(
+                s,
+                "owed: {} file{} archived elsewhere while this repository was unreachable, \
+                 still to be copied here by uxwal-archive (first {first}, last {last})",
+                self.owed.len(),
+                if self.owed.len() == 1 { "" } else { "s" }
+            );
         }
         if !self.problems.is_empty() {
             let _ = writeln!(s, "problems:");
