@@ -42,6 +42,8 @@
 //!     parallel: Some(1),
 //!     spool_dir: spool_dir.clone(),
 //!     config_file: None,
+//!     require: None,
+//!     retry_owed_after: archive::RETRY_OWED_AFTER,
 //! };
 //! let launch = uxwal::cli::worker::args;
 //! let archived = archive::run(&history, "00000002.history", &settings, launch)?;
