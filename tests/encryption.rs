@@ -217,14 +217,6 @@ fn a_restore_without_the_identity_stops_recovery_naming_the_recipient() {
     assert!(site.restored().is_none());
 }
 
-/// A private digest key file (0600) in `dir`.
-fn digest_key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, [byte; 32]).unwrap();
-    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    path
-}
-
 /// `--config FILE` for a configuration holding `text`.
 fn config(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -292,6 +292,21 @@ fn usage_errors_and_a_missing_source_exit_2() {
     assert_eq!(ran.code, 2, "{}", ran.stderr);
 }
 
+/// Syncs `a` into the object storage repository of `remote` (its location
+/// and environment): all 6 files copied, restored identically, verify clean;
+/// a second run skips all 6.
+fn copies_into_remote(a: &Site, files: &[(String, Vec<u8>)], remote: &Site) {
+    let args = ["--from", &a.location, "--to", &remote.location, "--json"];
+    let (ran, v) = sync(&remote.env, &args);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(count(v.as_ref().unwrap(), "copied"), 6);
+    restores_identically(remote, files);
+    verify_clean(&remote.location, &remote.env);
+    let (ran, v) = sync(&remote.env, &args);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(count(v.as_ref().unwrap(), "skipped"), 6);
+}
+
 #[test]
 fn local_to_s3_and_back() {
     let s3 = S3::start("walbucket");
@@ -299,20 +314,7 @@ fn local_to_s3_and_back() {
     let files = populate(&a, SYSID);
 
     let remote = s3.site("cluster/copy");
-    let (ran, v) = sync(
-        &s3.env(),
-        &["--from", &a.location, "--to", &remote.location, "--json"],
-    );
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(count(v.as_ref().unwrap(), "copied"), 6);
-    restores_identically(&remote, &files);
-    verify_clean(&remote.location, &s3.env());
-    let (ran, v) = sync(
-        &s3.env(),
-        &["--from", &a.location, "--to", &remote.location, "--json"],
-    );
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(count(v.as_ref().unwrap(), "skipped"), 6);
+    copies_into_remote(&a, &files, &remote);
 
     // And from S3 into a new local directory.
     let back = a.dir.path().join("back");
@@ -349,20 +351,7 @@ fn local_to_azure_and_back() {
     let mut remote = Site::new();
     remote.location = azure.location("cluster/copy");
     remote.env = azure.env();
-    let (ran, v) = sync(
-        &azure.env(),
-        &["--from", &a.location, "--to", &remote.location, "--json"],
-    );
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(count(v.as_ref().unwrap(), "copied"), 6);
-    restores_identically(&remote, &files);
-    verify_clean(&remote.location, &azure.env());
-    let (ran, v) = sync(
-        &azure.env(),
-        &["--from", &a.location, "--to", &remote.location, "--json"],
-    );
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(count(v.as_ref().unwrap(), "skipped"), 6);
+    copies_into_remote(&a, &files, &remote);
 
     let back = a.dir.path().join("back");
     let (ran, v) = sync(
@@ -397,9 +386,7 @@ fn an_encrypted_repository_is_copied_encrypted() {
     let keys = a.dir.path().join("keys");
     fs::create_dir(&keys).unwrap();
     let (identity, public) = age_keygen(&keys, "id.txt");
-    let digest = keys.join("digest.key");
-    fs::write(&digest, [0x37; 32]).unwrap();
-    fs::set_permissions(&digest, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let digest = digest_key_file(&keys, "digest.key", 0x37);
     let encrypting = format!(
         "--encrypt-to {public} --digest-key-file {}",
         digest.display()

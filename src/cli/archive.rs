@@ -96,15 +96,13 @@ pub struct CodecArgs {
 impl ArchiveCli {
     /// Combines the command line, environment and configuration file.
     pub fn settings(&self) -> Result<archive::Settings> {
-        let mut settings = settings(
+        settings(
             &self.common,
             self.codec,
             self.parallel,
             self.spool_dir.as_deref(),
-        )?;
-        let file = ConfigFile::load(self.common.config.as_deref())?;
-        settings.require = require(self.require.or(file.require), settings.ship.repos.len())?;
-        Ok(settings)
+            self.require,
+        )
     }
 }
 
@@ -114,6 +112,7 @@ pub(super) fn settings(
     codec: CodecArgs,
     parallel: Option<u16>,
     spool_dir: Option<&std::path::Path>,
+    require_cli: Option<crate::config::Require>,
 ) -> Result<archive::Settings> {
     let file = ConfigFile::load(common.config.as_deref())?;
     let compression = codec
@@ -131,9 +130,11 @@ pub(super) fn settings(
             compression.level_range()
         )));
     }
+    let repos = absolute_repos(common, &file)?;
     Ok(archive::Settings {
+        require: require(require_cli.or(file.require), repos.len())?,
         ship: ship::Settings {
-            repos: absolute_repos(common, &file)?,
+            repos,
             store: file.store_options(common.deadline, &common.keys())?,
             compression,
             level,
@@ -141,8 +142,6 @@ pub(super) fn settings(
         parallel: parallel_files(parallel, &file)?,
         spool_dir: absolute(file.spool_dir(spool_dir)),
         config_file: common.config.clone().map(absolute),
-        // The push-ahead worker ships to every repository; its calls decide.
-        require: None,
         retry_owed_after: file
             .retry_owed_after
             .map_or(archive::RETRY_OWED_AFTER, std::time::Duration::from_secs),

@@ -65,6 +65,8 @@ impl PushAheadWorkerCli {
             self.codec,
             Some(self.parallel),
             self.spool_dir.as_deref(),
+            // The worker ships to every repository; the calls apply `require`.
+            None,
         )?;
         Ok(PushAheadJob {
             ship: settings.ship,

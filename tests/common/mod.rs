@@ -49,6 +49,14 @@ pub fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     )
 }
 
+/// A private digest key file (0600) in `dir`: 32 bytes of `byte`.
+pub fn digest_key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, [byte; 32]).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    path
+}
+
 /// A data directory with a `pg_wal/`, and a repository beside it, in a temp dir.
 pub struct Site {
     pub dir: tempfile::TempDir,
