@@ -162,11 +162,7 @@ fn run_enough(
         // Too few left by their marks: try every repository.
         up = (0..all.len()).collect();
     }
-    for &i in (0..all.len())
-        .filter(|i| !up.contains(i))
-        .collect::<Vec<_>>()
-        .iter()
-    {
+    for i in (0..all.len()).filter(|i| !up.contains(i)) {
         tracing::warn!(
             "{name}: repository {} was unreachable less than {} s ago: not tried, the copy is owed",
             described[i],
@@ -252,6 +248,11 @@ fn pay_owed(
         .filter(|&(j, _)| j != i && !down[j])
         .map(|(_, r)| r)
         .collect();
+    if sources.is_empty() {
+        // Every other repository is down: nothing to copy from, and nothing
+        // known about the target.
+        return Ok(true);
+    }
     let identity = sources.iter().find_map(|r| r.identity().ok().flatten());
     for name in names.iter().take(OWED_PER_CALL) {
         let mut settled = false;
