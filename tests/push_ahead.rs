@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::proxy::Proxy;
 use common::servers::S3;
 use common::*;
 use std::fs;
@@ -693,114 +694,10 @@ fn spawn_logged_call(fx: &Fixture, name: &str) -> (Child, CallLog) {
     )
 }
 
-/// A TCP proxy in front of the S3 server that logs each HTTP request line and
-/// can hold requests whose line contains a given text (until released): a
-/// deterministic way to keep one upload in flight.
-struct Proxy {
-    port: u16,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    held: std::sync::Arc<(std::sync::Mutex<Option<String>>, std::sync::Condvar)>,
-}
-
-impl Proxy {
-    fn start(upstream: u16) -> Proxy {
-        use std::net::{TcpListener, TcpStream};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = Proxy {
-            port: listener.local_addr().unwrap().port(),
-            requests: Default::default(),
-            held: Default::default(),
-        };
-        let (requests, held) = (proxy.requests.clone(), proxy.held.clone());
-        // Ends with the test process; each connection's threads end with it.
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let (mut client_r, mut server_w) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (mut server_r, mut client_w) = (server, client);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut server_r, &mut client_w);
-                    let _ = client_w.shutdown(std::net::Shutdown::Write);
-                });
-                let (requests, held) = (requests.clone(), held.clone());
-                std::thread::spawn(move || {
-                    Self::forward(&mut client_r, &mut server_w, &requests, &held);
-                    let _ = server_w.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        });
-        proxy
-    }
-
-    fn forward(
-        from: &mut impl std::io::Read,
-        to: &mut impl std::io::Write,
-        requests: &std::sync::Mutex<Vec<String>>,
-        held: &(std::sync::Mutex<Option<String>>, std::sync::Condvar),
-    ) {
-        let mut tail: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            tail.extend_from_slice(&buf[..n]);
-            let mut lines: Vec<String> = Vec::new();
-            while let Some(end) = tail.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&tail[..end]).into_owned();
-                tail.drain(..end + 2);
-                let method = line.split(' ').next().unwrap_or("");
-                if ["GET", "PUT", "HEAD", "POST", "DELETE"].contains(&method)
-                    && line.ends_with(" HTTP/1.1")
-                {
-                    lines.push(line);
-                }
-            }
-            if tail.len() > 8192 {
-                tail.clear(); // a body: no request line to find in it
-            }
-            for line in &lines {
-                let (lock, released) = held;
-                let mut hold = lock.lock().unwrap();
-                while hold.as_deref().is_some_and(|h| line.contains(h)) {
-                    hold = released.wait(hold).unwrap();
-                }
-            }
-            requests.lock().unwrap().extend(lines);
-            if to.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Holds every request whose line contains `text` until [`Proxy::release`].
-    fn hold(&self, text: &str) {
-        *self.held.0.lock().unwrap() = Some(text.to_owned());
-    }
-
-    fn release(&self) {
-        *self.held.0.lock().unwrap() = None;
-        self.held.1.notify_all();
-    }
-
-    /// The request lines forwarded since the last call.
-    fn take_requests(&self) -> Vec<String> {
-        std::mem::take(&mut *self.requests.lock().unwrap())
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-/// The S3 fixture, reached through a [`Proxy`].
+/// The S3 fixture, reached through a proxy that can hold requests.
 fn s3_behind_proxy() -> (Fixture, Proxy) {
     let mut fx = Fixture::s3();
-    let proxy = Proxy::start(fx.server().port);
+    let proxy = Proxy::start(fx.server().port, None);
     for (key, value) in fx.site.env.iter_mut() {
         if key == "AWS_ENDPOINT_URL" {
             *value = proxy.endpoint();

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::proxy::Proxy;
 use common::servers::S3;
 use common::{segment, Ran, Site, MIB, SYSID};
 
@@ -26,6 +27,11 @@ const SEGMENTS: [&str; 5] = [
 /// A configuration for the local repository and the bucket's `wal/`, with
 /// `extra` keys (before the `[s3]` table). Requests to the store give up fast.
 fn write_config(site: &Site, s3: &S3, name: &str, extra: &str) -> PathBuf {
+    write_config_via(site, s3, &s3.endpoint(), name, extra)
+}
+
+/// [`write_config`] with S3 reached at `endpoint` (a proxy in front of it).
+fn write_config_via(site: &Site, s3: &S3, endpoint: &str, name: &str, extra: &str) -> PathBuf {
     let path = site.dir.path().join(name);
     fs::write(
         &path,
@@ -36,7 +42,7 @@ fn write_config(site: &Site, s3: &S3, name: &str, extra: &str) -> PathBuf {
             site.repo.display(),
             s3.location("wal"),
             spool(site).display(),
-            s3.endpoint()
+            endpoint
         ),
     )
     .unwrap();
@@ -96,16 +102,20 @@ fn verify_json(site: &Site, config: &Path, repo: &str) -> (i32, serde_json::Valu
 }
 
 fn restore_from(site: &Site, config: &Path, repo: &str, name: &str) -> Vec<u8> {
-    let ran = site.sh(
+    let ran = try_restore_from(site, config, repo, name);
+    assert_eq!(ran.code, 0, "restore {name} from {repo}: {}", ran.stderr);
+    site.restored().unwrap()
+}
+
+fn try_restore_from(site: &Site, config: &Path, repo: &str, name: &str) -> Ran {
+    site.sh(
         &format!(
             "\"$RESTORE\" --config {} --repo {repo} --prefetch 0 %f %p",
             config.display()
         ),
         "pg_wal/RECOVERYXLOG",
         name,
-    );
-    assert_eq!(ran.code, 0, "restore {name} from {repo}: {}", ran.stderr);
-    site.restored().unwrap()
+    )
 }
 
 #[test]
@@ -241,4 +251,111 @@ fn every_repository_is_required_by_default_and_a_conflict_is_never_excused() {
         ran.stderr
     );
     assert!(owed_files(&site).is_empty());
+}
+
+#[test]
+fn a_call_killed_while_paying_owed_copies_loses_nothing_and_reports_nothing_it_did_not_copy() {
+    let s3 = S3::start("require-kill");
+    let proxy = Proxy::start(s3.server.port, None);
+    let site = Site::new();
+    let mut originals = Vec::new();
+    for (i, name) in SEGMENTS.iter().enumerate() {
+        let bytes = segment(name, MIB, SYSID, 10 + i as u64);
+        site.write_wal(name, &bytes);
+        originals.push(bytes);
+    }
+    let (s3_repo, local) = (s3.location("wal"), site.repo.display().to_string());
+    let outage = write_config(
+        &site,
+        &s3,
+        "outage.toml",
+        "require = 1\nretry_owed_after = 3600",
+    );
+    assert_eq!(archive(&site, &outage, SEGMENTS[0]).code, 0);
+    s3.server.freeze();
+    for name in &SEGMENTS[1..] {
+        let ran = archive(&site, &outage, name);
+        assert_eq!(ran.code, 0, "{name}: {}", ran.stderr);
+    }
+    s3.server.thaw();
+    assert_eq!(owed_files(&site), SEGMENTS[1..].to_vec());
+
+    // Back, through a proxy that holds the upload of the third owed copy:
+    // the call has made the first two when that request arrives, and is
+    // killed (SIGKILL) in the middle of it.
+    let back = write_config_via(
+        &site,
+        &s3,
+        &proxy.endpoint(),
+        "back.toml",
+        "require = 1\nretry_owed_after = 0",
+    );
+    let held = SEGMENTS[3];
+    proxy.hold_if(move |line| line.starts_with("PUT ") && line.contains(held));
+    let mut call = site.spawn_sh(
+        &format!(
+            "\"$ARCHIVE\" --config {} --parallel 1 %p %f",
+            back.display()
+        ),
+        &format!("pg_wal/{}", SEGMENTS[4]),
+        SEGMENTS[4],
+    );
+    proxy.until_held();
+    call.kill().unwrap();
+    call.wait().unwrap();
+    proxy.drop_held();
+
+    // What was copied is in S3 and no longer owed; the rest is still owed,
+    // and the copy cut short is nowhere.
+    assert_eq!(owed_files(&site), SEGMENTS[3..].to_vec());
+    for (name, original) in SEGMENTS[..3].iter().zip(&originals) {
+        assert!(
+            restore_from(&site, &outage, &s3_repo, name) == *original,
+            "{name}"
+        );
+    }
+    let ran = try_restore_from(&site, &outage, &s3_repo, held);
+    assert_eq!(ran.code, 1, "{held} is not in S3: {}", ran.stderr);
+    let (_, report) = verify_json(&site, &outage, &s3_repo);
+    assert_eq!(
+        report["owed"],
+        serde_json::json!(SEGMENTS[3..].to_vec()),
+        "{report}"
+    );
+
+    // A kill after a copy was created but before its entry was removed
+    // leaves an entry for a copy that exists: the next call finds it there
+    // and removes the entry.
+    fs::write(
+        spool(&site)
+            .join("owed")
+            .join(owed_dir_of(&site, &s3_repo))
+            .join(SEGMENTS[1]),
+        b"",
+    )
+    .unwrap();
+    let ran = archive(&site, &back, SEGMENTS[4]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(owed_files(&site).is_empty(), "{}", ran.stderr);
+    for repo in [&local, &s3_repo] {
+        let (code, report) = verify_json(&site, &outage, repo);
+        assert_eq!(code, 0, "{repo}: {report}");
+        for (name, original) in SEGMENTS.iter().zip(&originals) {
+            assert!(
+                restore_from(&site, &outage, repo, name) == *original,
+                "{name} from {repo} is byte-identical"
+            );
+        }
+    }
+}
+
+/// The backlog directory of the repository at `location`.
+fn owed_dir_of(site: &Site, location: &str) -> String {
+    for dir in fs::read_dir(spool(site).join("owed")).unwrap() {
+        let dir = dir.unwrap().path();
+        if fs::read_to_string(dir.join("REPOSITORY")).is_ok_and(|l| l.trim() == location) {
+            return dir.file_name().unwrap().to_string_lossy().into_owned();
+        }
+    }
+    panic!("no backlog directory for {location}");
 }

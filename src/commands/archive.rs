@@ -326,3 +326,54 @@ pub fn start_encryption(settings: &ship::Settings) -> Result<Vec<(String, Starte
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn owed_copies_are_kept_while_every_other_repository_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let locations: Vec<String> = ["a", "b"]
+            .iter()
+            .map(|r| {
+                let path = dir.path().join(r);
+                std::fs::create_dir(&path).unwrap();
+                path.display().to_string()
+            })
+            .collect();
+        let handles: Vec<Repository> = locations
+            .iter()
+            .map(|l| Repository::open(l).unwrap())
+            .collect();
+        let owed = Backlog::open(&spool)
+            .unwrap()
+            .owed(&handles[0].describe())
+            .unwrap();
+        let name: WalName = "000000010000000000000007".parse().unwrap();
+        owed.record(&name).unwrap();
+        let settings = Settings {
+            ship: ship::Settings {
+                repos: locations,
+                store: Default::default(),
+                compression: crate::codec::Compression::None,
+                level: 0,
+            },
+            parallel: Some(1),
+            spool_dir: spool,
+            config_file: None,
+            require: Some(1),
+            retry_owed_after: RETRY_OWED_AFTER,
+        };
+        // The only source is down: nothing can be learned, nothing is dropped.
+        assert!(pay_owed(&handles, 0, &owed, &[false, true], &settings).unwrap());
+        assert_eq!(owed.names().unwrap(), [name]);
+        // Up and lacking the file: no repository holds it any more, dropped.
+        assert!(pay_owed(&handles, 0, &owed, &[false, false], &settings).unwrap());
+        assert!(owed.names().unwrap().is_empty());
+    }
+}

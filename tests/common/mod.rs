@@ -105,8 +105,23 @@ impl Site {
     /// Runs `template` through `sh -c` in the data directory after substituting
     /// `%p`, `%f` and `%r` as PostgreSQL does; the binaries are `$ARCHIVE`/`$RESTORE`.
     pub fn sh(&self, template: &str, p: &str, f: &str) -> Ran {
+        self.command(template, p, f).output().unwrap().into()
+    }
+
+    /// [`Site::sh`] started, not waited for, its output discarded: for a call
+    /// the test kills.
+    pub fn spawn_sh(&self, template: &str, p: &str, f: &str) -> std::process::Child {
+        let mut cmd = self.command(&format!("exec {template}"), p, f);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn command(&self, template: &str, p: &str, f: &str) -> Command {
         let cmd = template.replace("%p", p).replace("%f", f);
-        Command::new("/bin/sh")
+        let mut command = Command::new("/bin/sh");
+        command
             .arg("-c")
             .arg(cmd)
             .current_dir(&self.data)
@@ -122,10 +137,8 @@ impl Site {
             .env("UXWAL_PREFETCH_LINGER", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("UXWAL_REPO")
-            .env_remove("UXWAL_CONFIG")
-            .output()
-            .unwrap()
-            .into()
+            .env_remove("UXWAL_CONFIG");
+        command
     }
 
     /// `archive_command = '$ARCHIVE --repo $REPO [extra] %p %f'` for `pg_wal/<name>`.

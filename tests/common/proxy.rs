@@ -2,7 +2,9 @@
 //! stores and networks do that emulators do not: drop a request header (a
 //! store that accepts `If-None-Match: *` and overwrites anyway), answer a
 //! storm of 503s, cut a response body short and close the connection (a reset
-//! or a truncated download), or answer late (a slow store).
+//! or a truncated download), or answer late (a slow store); or hold every
+//! request whose line contains a text until released, a deterministic way to
+//! keep one upload in flight (and kill its client then).
 //!
 //! Requests and responses are parsed only as far as needed to find where each
 //! one ends (the header block and a `Content-Length` body; the clients under
@@ -13,7 +15,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -31,6 +33,21 @@ pub struct Faults {
     /// Requests answered by the proxy, responses cut.
     pub failed: AtomicUsize,
     pub cut: AtomicUsize,
+    /// The request lines forwarded, in order.
+    requests: Mutex<Vec<String>>,
+    /// What requests are held on, and how many wait now.
+    hold: Mutex<Hold>,
+    changed: Condvar,
+}
+
+type Held = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+#[derive(Default)]
+struct Hold {
+    on: Option<Held>,
+    waiting: usize,
+    /// Held requests are dropped when released, their connection closed.
+    drop: bool,
 }
 
 /// Bodies over this size (segments, not metadata) are the ones cut.
@@ -76,6 +93,57 @@ impl Proxy {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Holds every request whose line contains `text` until [`Proxy::release`].
+    pub fn hold(&self, text: &str) {
+        let text = text.to_owned();
+        self.hold_if(move |line| line.contains(&text));
+    }
+
+    /// Holds every request whose line `held` picks until [`Proxy::release`].
+    pub fn hold_if(&self, held: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        let mut hold = self.faults.hold.lock().unwrap();
+        hold.on = Some(Arc::new(held));
+        hold.drop = false;
+    }
+
+    pub fn release(&self) {
+        self.end_hold(false);
+    }
+
+    /// Releases the held requests without forwarding them: their connections
+    /// are closed, so they never reach the store (a client killed in the
+    /// middle of an upload, whose bytes were still in the network).
+    pub fn drop_held(&self) {
+        self.end_hold(true);
+    }
+
+    fn end_hold(&self, drop: bool) {
+        let mut hold = self.faults.hold.lock().unwrap();
+        hold.on = None;
+        hold.drop = drop;
+        self.faults.changed.notify_all();
+    }
+
+    /// Returns once a request is held (panics after a minute: the client
+    /// never sent it).
+    pub fn until_held(&self) {
+        let hold = self.faults.hold.lock().unwrap();
+        let (hold, timeout) = self
+            .faults
+            .changed
+            .wait_timeout_while(hold, Duration::from_secs(60), |h| h.waiting == 0)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() || hold.waiting > 0,
+            "no request held within a minute"
+        );
+    }
+
+    /// The request lines forwarded since the last call.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.faults.requests.lock().unwrap())
     }
 }
 
@@ -187,6 +255,12 @@ fn forward_requests(
     }) = read_head(&mut from, &keep)?
     {
         let body = len.unwrap_or(0);
+        let line =
+            String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or(&[])).into_owned();
+        if wait_while_held(faults, &line) {
+            return Ok(());
+        }
+        faults.requests.lock().unwrap().push(line);
         if take_one(&faults.fail_requests) {
             io::copy(&mut (&mut from).take(body), &mut io::sink())?;
             faults.failed.fetch_add(1, Ordering::SeqCst);
@@ -200,6 +274,23 @@ fn forward_requests(
         io::copy(&mut (&mut from).take(body), &mut to)?;
     }
     Ok(())
+}
+
+/// Blocks while requests like `line` are held; true when the request is to be
+/// dropped.
+fn wait_while_held(faults: &Faults, line: &str) -> bool {
+    let mut hold = faults.hold.lock().unwrap();
+    let held = |h: &Hold| h.on.as_ref().is_some_and(|on| on(line));
+    if !held(&hold) {
+        return false;
+    }
+    hold.waiting += 1;
+    faults.changed.notify_all();
+    while held(&hold) {
+        hold = faults.changed.wait(hold).unwrap();
+    }
+    hold.waiting -= 1;
+    hold.drop
 }
 
 fn forward_responses(
