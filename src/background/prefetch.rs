@@ -449,7 +449,8 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
     let Some(identity) = repo.identity()? else {
         return Ok(WorkerOutcome::Idle);
     };
-    drop(repo);
+    // Kept for the fetches, with its client and its connections.
+    let repos = Repos(std::sync::Mutex::new(vec![repo]));
     // Checked again here: the worker trusts no path its caller checked.
     let root = SpoolDir::open_root(&job.spool_dir, None)?;
     if let Err(e) = Spool::remember_identity(&root, location, &identity) {
@@ -480,7 +481,7 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
             return Ok(WorkerOutcome::Idle);
         };
         spool.remove_stale(want);
-        if fill_window(&spool, job, &mut end)? == WorkerOutcome::Stopped {
+        if fill_window(&spool, job, &repos, &mut end)? == WorkerOutcome::Stopped {
             return Ok(WorkerOutcome::Stopped);
         }
         if spool.want() != Some(want) {
@@ -577,7 +578,12 @@ fn wait_for_move(watch: &DirWatch, spool: &Spool, want: SegmentName, linger: Dur
 /// Nothing at or after a segment the archive lacks is fetched (the archive ends
 /// there for now; `end` records it for the next rounds, and a later worker looks
 /// again). Returns when no fetcher finds anything left to do.
-fn fill_window(spool: &Spool, job: &Job, end: &mut Option<SegmentName>) -> Result<WorkerOutcome> {
+fn fill_window(
+    spool: &Spool,
+    job: &Job,
+    repos: &Repos,
+    end: &mut Option<SegmentName>,
+) -> Result<WorkerOutcome> {
     let picker = std::sync::Mutex::new(Picker {
         in_flight: Default::default(),
         end: *end,
@@ -591,7 +597,7 @@ fn fill_window(spool: &Spool, job: &Job, end: &mut Option<SegmentName>) -> Resul
         let Some(segment) = lock(&picker).next(spool) else {
             return;
         };
-        let fetched = fetch_one(spool, job, segment);
+        let fetched = repos.with(job, |repo| fetch_one(spool, repo, segment));
         let mut picker = lock(&picker);
         picker.in_flight.remove(&segment);
         match fetched {
@@ -614,6 +620,29 @@ fn fill_window(spool: &Spool, job: &Job, end: &mut Option<SegmentName>) -> Resul
     } else {
         WorkerOutcome::Done
     })
+}
+
+/// The repositories of a worker's fetchers, one per fetch in flight, each
+/// kept from one fetch to the next: opening one per fetch cost a new client,
+/// a new runtime and a new connection (TCP and TLS handshakes) every time.
+struct Repos(std::sync::Mutex<Vec<Repository>>);
+
+impl Repos {
+    /// Runs `fetch` with a repository of the pool (opened when none is free),
+    /// its deadline started again: it bounds this fetch alone. A repository
+    /// whose fetch failed is not kept.
+    fn with<T>(&self, job: &Job, fetch: impl FnOnce(&Repository) -> Result<T>) -> Result<T> {
+        let repo = match lock(&self.0).pop() {
+            Some(repo) => repo,
+            None => Repository::open_with(&job.location, &job.store)?,
+        };
+        repo.restart_deadline();
+        let result = fetch(&repo);
+        if result.is_ok() {
+            lock(&self.0).push(repo);
+        }
+        result
+    }
 }
 
 /// What the fetchers of one [`fill_window`] share.
@@ -683,9 +712,7 @@ impl<W: Write> Write for StopOnSignal<W> {
 }
 
 /// Copies the stored object of `segment` into the spool. `Ok(false)`: not in the archive.
-fn fetch_one(spool: &Spool, job: &Job, segment: SegmentName) -> Result<bool> {
-    // A repository per fetch: its deadline (`--deadline`) bounds this fetch alone.
-    let repo = Repository::open_with(&job.location, &job.store)?;
+fn fetch_one(spool: &Spool, repo: &Repository, segment: SegmentName) -> Result<bool> {
     let name = WalName::Segment(segment);
     // Spooled as it will be served: decoded here, in the background, and stored
     // uncompressed with the archive's SHA-256 and size after it (see

@@ -97,8 +97,9 @@ pub enum Entry {
 /// bytes when that is within the bound asked for (else empty, unread).
 pub type Small = (u64, Vec<u8>);
 
-/// One kind of storage.
-pub trait Backend {
+/// One kind of storage. `Send`, so that a worker can keep a repository (its
+/// client and connections) from one fetch to the next on whichever thread.
+pub trait Backend: Send {
     /// Where this is, for messages (never includes credentials).
     fn describe(&self) -> String;
     /// Starts writing the object `key`.
@@ -142,6 +143,9 @@ pub trait Backend {
     fn create_refusal_is_local(&self) -> bool {
         false
     }
+    /// Starts the deadline of the storage work again, from now (a backend
+    /// without one ignores this).
+    fn restart_deadline(&self) {}
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +274,13 @@ impl Repository {
 
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Starts the deadline (`StoreOptions::deadline`) again from now: a
+    /// handle kept for many independent operations (a worker's fetches)
+    /// bounds each of them alone, and keeps its client and connections.
+    pub fn restart_deadline(&self) {
+        self.backend.restart_deadline();
     }
 
     /// The object key of an archived WAL file.

@@ -35,8 +35,9 @@ struct Shared {
     runtime: Runtime,
     location: String,
     prefix: String,
-    /// The whole command's storage work ends by then (`StoreOptions::deadline`).
-    deadline: Instant,
+    /// The whole command's storage work ends by then (`StoreOptions::deadline`);
+    /// a worker starts it again for each of its independent fetches.
+    deadline: std::sync::Mutex<Instant>,
     budget: Duration,
 }
 
@@ -47,7 +48,8 @@ impl Shared {
         &self,
         op: impl Future<Output = object_store::Result<T>>,
     ) -> io::Result<object_store::Result<T>> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let deadline = *self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        let left = deadline.saturating_duration_since(Instant::now());
         self.runtime
             .block_on(async { tokio::time::timeout(left, op).await })
             .map_err(|_| {
@@ -78,7 +80,7 @@ impl ObjectStoreBackend {
             runtime,
             location: location.to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
-            deadline: Instant::now() + deadline,
+            deadline: std::sync::Mutex::new(Instant::now() + deadline),
             budget: deadline,
         };
         Ok(ObjectStoreBackend {
@@ -322,6 +324,14 @@ impl Staged for ObjectStaged {
 impl Backend for ObjectStoreBackend {
     fn describe(&self) -> String {
         self.shared.location.clone()
+    }
+
+    fn restart_deadline(&self) {
+        *self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now() + self.shared.budget;
     }
 
     fn stage(&self, key: &str) -> io::Result<Box<dyn Staged>> {
