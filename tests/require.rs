@@ -359,3 +359,29 @@ fn owed_dir_of(site: &Site, location: &str) -> String {
     }
     panic!("no backlog directory for {location}");
 }
+
+#[test]
+fn a_backlog_in_memory_is_refused_and_every_repository_is_required() {
+    common::require_root("mounting a tmpfs as the spool root");
+    let s3 = S3::start("require-tmpfs");
+    let site = Site::new();
+    let _memory = common::Tmpfs::mount(&spool(&site), "1m");
+    let config = write_config(&site, &s3, "one.toml", "require = 1");
+    let (first, second) = (SEGMENTS[0], SEGMENTS[1]);
+    site.write_wal(first, &segment(first, MIB, SYSID, 1));
+    site.write_wal(second, &segment(second, MIB, SYSID, 2));
+
+    // Both reachable: archived into both, with a warning.
+    let ran = archive(&site, &config, first);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("in memory (tmpfs)"), "{}", ran.stderr);
+    assert!(ran.stderr.contains(first), "{}", ran.stderr);
+    // One unreachable: the call fails, as with every repository required,
+    // and nothing is owed (a reboot would have forgotten it).
+    s3.server.freeze();
+    let ran = archive(&site, &config, second);
+    s3.server.thaw();
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(owed_files(&site).is_empty());
+    assert!(!spool(&site).join("owed").exists());
+}

@@ -441,3 +441,48 @@ fn an_encrypted_repository_is_copied_encrypted() {
         assert_ne!(r.code, 0, "{name} restored without a key");
     }
 }
+
+#[test]
+fn a_run_killed_in_the_middle_of_an_upload_is_completed_by_the_next() {
+    let s3 = S3::start("walbucket");
+    let proxy = common::proxy::Proxy::start(s3.server.port, None);
+    let a = Site::new();
+    let files = populate(&a, SYSID);
+    let mut remote = s3.site("cluster/killed");
+    for (k, v) in remote.env.iter_mut() {
+        if k == "AWS_ENDPOINT_URL" {
+            *v = proxy.endpoint();
+        }
+    }
+    // The upload of segment 3 is held in the proxy, and the run killed
+    // (SIGKILL) while it waits; the held request is then dropped, never
+    // reaching the store.
+    let held = seg(3);
+    proxy.hold_if(move |line| line.starts_with("PUT ") && line.contains(&held));
+    let mut run = Command::new(SYNC)
+        .args(["--from", &a.location, "--to", &remote.location, "-j", "1"])
+        .envs(remote.env.iter().map(|(k, v)| (k, v)))
+        .env_remove("UXWAL_REPO")
+        .env_remove("UXWAL_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    proxy.until_held();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    proxy.drop_held();
+    let r = remote.restore(&seg(3), "--prefetch 0");
+    assert_eq!(r.code, 1, "segment 3 is not in the copy: {}", r.stderr);
+
+    // The next run copies what the killed one did not, and skips the rest.
+    let args = ["--from", &a.location, "--to", &remote.location, "--json"];
+    let (ran, v) = sync(&remote.env, &args);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let v = v.unwrap();
+    let (copied, skipped) = (count(&v, "copied"), count(&v, "skipped"));
+    assert!(copied >= 1, "{v}");
+    assert_eq!(copied + skipped, 6, "{v}");
+    restores_identically(&remote, &files);
+    verify_clean(&remote.location, &remote.env);
+}

@@ -62,8 +62,20 @@ fn failed(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
 
 impl Backlog {
     /// Opens (creating it) the backlog of the spool root `root`.
+    /// Refused on a spool root in memory (tmpfs, the usual `/tmp` of the
+    /// fallback root): a reboot would forget every owed copy.
     pub fn open(root: &Path) -> Result<Backlog> {
         let root = SpoolDir::open_root(root, super::spool::data_directory().as_deref())?;
+        if root
+            .is_in_memory()
+            .map_err(|e| failed(root.path(), "find its filesystem", e))?
+        {
+            return Err(Error::Config(format!(
+                "the spool root {} is in memory (tmpfs), which a reboot empties: \
+                 set spool_dir to a directory on a disk to keep the backlog of owed copies",
+                root.path().display()
+            )));
+        }
         Ok(Backlog {
             dir: root.open_dir(DIR)?,
         })

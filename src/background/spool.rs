@@ -140,6 +140,14 @@ impl SpoolDir {
         &self.path
     }
 
+    /// Whether this directory is in memory (tmpfs, ramfs): emptied by a reboot.
+    pub fn is_in_memory(&self) -> io::Result<bool> {
+        // statfs(2)'s f_type of tmpfs and ramfs (linux/magic.h).
+        const IN_MEMORY: [i64; 2] = [0x0102_1994, 0x8584_58f6];
+        let stat = rustix::fs::fstatfs(&self.fd)?;
+        Ok(IN_MEMORY.contains(&(stat.f_type as i64)))
+    }
+
     /// A second handle on the same directory.
     pub fn try_clone(&self) -> io::Result<SpoolDir> {
         Ok(SpoolDir {
