@@ -445,19 +445,25 @@ pub fn run_worker(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
 
 fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
     let location = job.location.as_str();
+    // Checked again here: the worker trusts no path its caller checked.
+    let root = SpoolDir::open_root(&job.spool_dir, None)?;
     let repo = Repository::open_with(location, &job.store)?;
-    let Some(identity) = repo.identity()? else {
-        return Ok(WorkerOutcome::Idle);
+    // The identity the calls cached lets the fetches start at once; the
+    // archive's own is read after the first window (to refresh the cache).
+    let cached = Spool::cached_identity(&root, location);
+    let identity = match cached {
+        Some(identity) => identity,
+        None => {
+            let Some(identity) = repo.identity()? else {
+                return Ok(WorkerOutcome::Idle);
+            };
+            remember_identity(&root, location, &identity);
+            identity
+        }
     };
     // Kept for the fetches, with its client and its connections.
     let repos = Repos(std::sync::Mutex::new(vec![repo]));
-    // Checked again here: the worker trusts no path its caller checked.
-    let root = SpoolDir::open_root(&job.spool_dir, None)?;
-    if let Err(e) = Spool::remember_identity(&root, location, &identity) {
-        tracing::debug!("cannot remember the archive identity: {e}");
-    }
     let spool = Spool::open(&root, location, identity, job.depth, job.max_bytes)?;
-    drop(root);
     let lock_error = |e: io::Error| Error::Internal(format!("prefetch worker lock: {e}"));
     let lock = match lock_fd {
         Some(fd) => spool.dir.adopt_worker_lock(fd).map_err(lock_error)?,
@@ -476,6 +482,7 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
     // The first segment the archive did not have: not asked for again in this
     // run until the database has restored past it.
     let mut end = None;
+    let mut refresh = cached;
     loop {
         let Some(want) = spool.want() else {
             return Ok(WorkerOutcome::Idle);
@@ -483,6 +490,20 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
         spool.remove_stale(want);
         if fill_window(&spool, job, &repos, &mut end)? == WorkerOutcome::Stopped {
             return Ok(WorkerOutcome::Stopped);
+        }
+        if let Some(cached) = refresh.take() {
+            // Another archive at the location now (or none): its identity is
+            // cached for the next calls, which open its spool; every entry of
+            // this one is checked against the identity it was fetched for.
+            match repos.with(job, |repo| repo.identity()) {
+                Ok(Some(identity)) if identity == cached => {}
+                Ok(Some(identity)) => {
+                    remember_identity(&root, location, &identity);
+                    return Ok(WorkerOutcome::Done);
+                }
+                Ok(None) => return Ok(WorkerOutcome::Idle),
+                Err(e) => tracing::debug!("cannot read the archive identity again: {e}"),
+            }
         }
         if spool.want() != Some(want) {
             continue;
@@ -514,6 +535,13 @@ fn work(job: &Job, lock_fd: Option<RawFd>) -> Result<WorkerOutcome> {
         if spool.want() == Some(want) || lock.try_lock().is_err() {
             return Ok(WorkerOutcome::Done);
         }
+    }
+}
+
+/// Caches `identity` for the calls; a failure costs them a round trip, no more.
+fn remember_identity(root: &SpoolDir, location: &str, identity: &Identity) {
+    if let Err(e) = Spool::remember_identity(root, location, identity) {
+        tracing::debug!("cannot remember the archive identity: {e}");
     }
 }
 
