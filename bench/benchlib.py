@@ -20,6 +20,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def machine_cpu():
+    """Seconds of CPU the whole machine has spent (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    ticks = sum(int(fields[i]) for i in (0, 1, 2, 5, 6))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_moto(port, who):
     """Starts moto_server on 127.0.0.1:port and returns once it answers."""
     proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)],

@@ -118,6 +118,22 @@ fn try_restore_from(site: &Site, config: &Path, repo: &str, name: &str) -> Ran {
     )
 }
 
+/// Each of `repos` verifies clean, owes nothing, and restores every segment
+/// byte-identical to `originals`.
+fn every_segment_in_both(site: &Site, config: &Path, repos: [&String; 2], originals: &[Vec<u8>]) {
+    for repo in repos {
+        let (code, report) = verify_json(site, config, repo);
+        assert_eq!(code, 0, "{repo}: {report}");
+        assert_eq!(report["owed"], serde_json::json!([]));
+        for (name, original) in SEGMENTS.iter().zip(originals) {
+            assert!(
+                restore_from(site, config, repo, name) == *original,
+                "{name} from {repo} is byte-identical"
+            );
+        }
+    }
+}
+
 #[test]
 fn require_one_archives_through_a_frozen_store_and_pays_the_owed_copies_after() {
     let s3 = S3::start("require");
@@ -194,17 +210,7 @@ fn require_one_archives_through_a_frozen_store_and_pays_the_owed_copies_after() 
     let ran = archive(&site, &config, SEGMENTS[4]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(owed_files(&site).is_empty(), "{}", ran.stderr);
-    for repo in [&local, &s3_repo] {
-        let (code, report) = verify_json(&site, &config, repo);
-        assert_eq!(code, 0, "{repo}: {report}");
-        assert_eq!(report["owed"], serde_json::json!([]));
-        for (name, original) in SEGMENTS.iter().zip(&originals) {
-            assert!(
-                restore_from(&site, &config, repo, name) == *original,
-                "{name} from {repo} is byte-identical"
-            );
-        }
-    }
+    every_segment_in_both(&site, &config, [&local, &s3_repo], &originals);
 }
 
 #[test]
@@ -337,16 +343,7 @@ fn a_call_killed_while_paying_owed_copies_loses_nothing_and_reports_nothing_it_d
     let ran = archive(&site, &back, SEGMENTS[4]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(owed_files(&site).is_empty(), "{}", ran.stderr);
-    for repo in [&local, &s3_repo] {
-        let (code, report) = verify_json(&site, &outage, repo);
-        assert_eq!(code, 0, "{repo}: {report}");
-        for (name, original) in SEGMENTS.iter().zip(&originals) {
-            assert!(
-                restore_from(&site, &outage, repo, name) == *original,
-                "{name} from {repo} is byte-identical"
-            );
-        }
-    }
+    every_segment_in_both(&site, &outage, [&local, &s3_repo], &originals);
 }
 
 /// The backlog directory of the repository at `location`.
